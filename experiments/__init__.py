@@ -1,0 +1,1 @@
+"""Thin experiment scripts: ``python -m experiments.NAME --help``."""
