@@ -1,0 +1,1 @@
+"""Input code: palindromes made on the device, image sources read into uint8 arrays."""

@@ -1,0 +1,1 @@
+"""Flax linen modules and shape helpers only."""

@@ -1,0 +1,1 @@
+"""Train states, pure steps, scanned epoch loops and sweeps."""
