@@ -1,0 +1,327 @@
+"""Image sources: turn a named source into uint8 images [N, 28, 28] (and int32 labels) on the host.
+
+Sources (the ``source`` argument of :func:`load_images`):
+
+- ``mnist``: MNIST through tensorflow-datasets ``tfds.data_source`` (array_record files,
+  read without TensorFlow). It must be prepared once with :func:`prepare_mnist`
+  (``python -m experiments.prepare_mnist``), which does need TensorFlow and network.
+- ``idx:DIR``: the raw IDX files MNIST, Fashion-MNIST and KMNIST are distributed as,
+  ``{train,t10k}-{images-idx3,labels-idx1}-ubyte``, gzipped or not, read with numpy.
+- ``digits``: scikit-learn's bundled 8x8 handwritten digits resized to 28x28 (offline).
+- ``auto``: ``mnist`` when tfds has it prepared, otherwise ``digits``; the returned
+  ``source`` string says which and why.
+
+Every failure a user can cause (a missing folder, a truncated file, an unprepared
+dataset) is a :class:`~jaxgan.errors.UserError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import pathlib
+import zlib
+
+import numpy as np
+
+from jaxgan.errors import UserError
+
+SPLITS = ("train", "test")
+SOURCES = ("mnist", "idx:DIR", "digits", "auto")
+IMAGE_SIZE = 28
+
+# The digits source: the first _DIGITS_TRAIN images are "train", the rest "test" (a fixed
+# contiguous 80/20 split, as scikit-learn's own digits example splits without shuffling).
+_DIGITS_TRAIN = 1437
+# 8x8 digits become a 20x20 box padded by 4 on each side: MNIST's digits sit in a 20x20 box.
+_DIGITS_BOX = 20
+
+_IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+_IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+
+_PREPARE_HINT = "pip install -e '.[mnist]'` and then `python -m experiments.prepare_mnist"
+_OTHER_SOURCES = ("--dataset idx:DIR (a folder of raw IDX files) or --dataset digits "
+                  "(scikit-learn's 8x8 digits, offline)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """A whole image set on the host: images uint8 [N, 28, 28], labels int32 [N] or None."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    source: str
+
+    def __post_init__(self):
+        """Checks shapes and dtypes so every consumer can rely on them."""
+        if (self.images.dtype != np.uint8 or self.images.ndim != 3
+                or self.images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE)):
+            raise ValueError(f"images must be uint8 [N, 28, 28], got {self.images.dtype} "
+                             f"{list(self.images.shape)}")
+        if self.labels is not None and (self.labels.dtype != np.int32
+                                        or self.labels.shape != self.images.shape[:1]):
+            raise ValueError(f"labels must be int32 [{self.images.shape[0]}], got "
+                             f"{self.labels.dtype} {list(self.labels.shape)}")
+
+
+def load_images(source: str, *, split: str = "train", data_dir: str | None = None) -> ImageSet:
+    """Loads ``source`` (mnist, idx:DIR, digits or auto) as uint8 images [N, 28, 28] and int32 labels [N].
+
+    ``split`` is "train" or "test"; ``data_dir`` is tfds's data directory (mnist and auto
+    only; None means tfds's default). The ``source`` field of the result says in words
+    what was loaded, including the choice ``auto`` made.
+    """
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; the splits are {', '.join(SPLITS)}")
+    if source == "mnist":
+        return _load_mnist(split, data_dir)
+    if source.startswith("idx:"):
+        return _load_idx(source[len("idx:"):], split)
+    if source == "digits":
+        return _load_digits(split)
+    if source == "auto":
+        return _load_auto(split, data_dir)
+    raise UserError(f"unknown image source {source!r}; the sources are {', '.join(SOURCES)}")
+
+
+# --- mnist through tensorflow-datasets -------------------------------------------------------
+
+
+def _mnist_builder(data_dir: str | None):
+    """The tfds MNIST builder for ``data_dir``, set to write array_record (random access, no TF to read)."""
+    import tensorflow_datasets as tfds
+
+    # tfds writes tfrecord by default, which data_source cannot read; name the format explicitly.
+    return tfds.builder("mnist", data_dir=data_dir, file_format="array_record")
+
+
+def _tfds_root(builder) -> str:
+    """The data directory a builder reads from (its data_dir is <root>/mnist/<version>)."""
+    return str(pathlib.Path(builder.data_dir).parent.parent)
+
+
+def _mnist_problem(data_dir: str | None, split: str) -> tuple[str, str] | None:
+    """Why MNIST cannot be read from ``data_dir`` without downloading and what to do, or None if it can."""
+    builder = _mnist_builder(data_dir)
+    root = _tfds_root(builder)
+    if not builder.is_prepared():
+        return (f"MNIST is not prepared in the tfds data dir {root}",
+                f"run {_prepare_command(data_dir)} once (it needs TensorFlow and network)")
+    formats = {str(f.value) for f in builder.info.available_file_formats()}
+    if "array_record" not in formats:
+        return (f"MNIST in the tfds data dir {root} is stored as {', '.join(sorted(formats))}, "
+                f"which tfds.data_source cannot read",
+                f"prepare it as array_record in another data dir with {_prepare_command('NEW_DIR')}")
+    if split not in builder.info.splits:
+        return (f"MNIST in the tfds data dir {root} has no {split!r} split "
+                f"(it has {', '.join(sorted(builder.info.splits))})",
+                f"prepare it again with {_prepare_command('NEW_DIR')}")
+    return None
+
+
+def _prepare_command(data_dir: str | None) -> str:
+    """The shell commands that prepare MNIST into ``data_dir``."""
+    return f"`{_PREPARE_HINT}{'' if data_dir is None else ' --data-dir ' + data_dir}`"
+
+
+def _load_mnist(split: str, data_dir: str | None, note: str | None = None) -> ImageSet:
+    """Reads a prepared tfds MNIST split through ``tfds.data_source`` (no download, no TensorFlow)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        records = tfds.data_source("mnist", split=split, data_dir=data_dir, download=False)
+    except Exception as err:
+        # tfds fails here with NotImplementedError, ValueError or KeyError depending on what is
+        # missing; asking the builder afterwards turns that into a sentence that says what to do.
+        problem = _mnist_problem(data_dir, split)
+        if problem is None:
+            detail = (str(err).strip().splitlines() or [""])[0]
+            raise UserError(f"tfds could not read MNIST ({type(err).__name__}: {detail})") from err
+        reason, remedy = problem
+        raise UserError(f"{reason}: {remedy}, or use {_OTHER_SOURCES}") from None
+    count = len(records)
+    images = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    labels = np.empty((count,), np.int32)
+    # Index one record at a time: the decoding (PNG per image) dominates anyway, and the
+    # batched __getitems__ of tfds's mock data source is broken in tfds 4.9.10.
+    for index in range(count):
+        example = records[index]
+        images[index] = np.asarray(example["image"]).reshape(IMAGE_SIZE, IMAGE_SIZE)
+        labels[index] = example["label"]
+    where = records.dataset_info.data_dir
+    prefix = f"{note}; " if note else ""
+    return ImageSet(images, labels, f"mnist ({prefix}tfds, split={split}, {count} images, from {where})")
+
+
+def prepare_mnist(data_dir: str | None = None) -> str:
+    """Downloads MNIST and writes it as tfds array_record files in ``data_dir``; returns where it is.
+
+    Needs TensorFlow and the ``importlib_resources`` package (the ``mnist`` extra:
+    ``pip install -e '.[mnist]'``) and network; reading it afterwards needs neither.
+    """
+    missing = []
+    for module in ("tensorflow", "importlib_resources"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        # tfds 4.9.10 imports tensorflow to extract MNIST and importlib_resources to download,
+        # and declares neither as a dependency.
+        verb = "is" if len(missing) == 1 else "are"
+        raise UserError(f"preparing MNIST with tensorflow-datasets needs {' and '.join(missing)}, "
+                        f"which {verb} not installed: run `pip install -e '.[mnist]'` first, or use "
+                        f"{_OTHER_SOURCES}")
+    builder = _mnist_builder(data_dir)
+    root = _tfds_root(builder)
+    if builder.is_prepared():
+        problem = _mnist_problem(data_dir, "train")
+        if problem is not None:
+            raise UserError(f"{problem[0]}: delete {builder.data_dir} or choose another --data-dir")
+        return builder.data_dir
+    try:
+        builder.download_and_prepare()
+    except Exception as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UserError(f"preparing MNIST in {root} failed ({type(err).__name__}: {first_line}); "
+                        f"without network, use {_OTHER_SOURCES}") from err
+    return builder.data_dir
+
+
+# --- raw IDX files ---------------------------------------------------------------------------
+
+
+def _idx_candidates(folder: pathlib.Path, prefix: str, kind: str) -> list[pathlib.Path]:
+    """Names an IDX file goes by: train-images-idx3-ubyte or train-images.idx3-ubyte, each with .gz or not."""
+    stem, idx = kind.split("-", 1)  # e.g. "images", "idx3-ubyte"
+    names = [f"{prefix}-{stem}-{idx}", f"{prefix}-{stem}.{idx}"]
+    return [folder / (name + ext) for name in names for ext in (".gz", "")]
+
+
+def _find_idx(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:
+    """The IDX file of ``kind`` ("images-idx3-ubyte" or "labels-idx1-ubyte") for ``split`` in ``folder``."""
+    for path in _idx_candidates(folder, _IDX_PREFIX[split], kind):
+        if path.is_file():
+            return path
+    wanted = f"{_IDX_PREFIX[split]}-{kind}[.gz]"
+    present = sorted(p.name for p in folder.iterdir() if "idx" in p.name and "ubyte" in p.name)
+    others = [s for s in SPLITS if s != split
+              and any(p.is_file() for p in _idx_candidates(folder, _IDX_PREFIX[s], kind))]
+    hint = f" (use --split {others[0]})" if others else ""
+    found = f"it holds {', '.join(present)}{hint}" if present else "it holds no IDX files"
+    raise UserError(f"no {wanted} in {folder} for split {split!r}: {found}")
+
+
+def _read_bytes(path: pathlib.Path) -> bytes:
+    """The decompressed content of ``path`` (gunzipped when it ends in .gz)."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as stream:
+                return stream.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise UserError(f"{path} is a truncated or corrupt gzip file ({err})") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _parse_idx(path: pathlib.Path, magic: int, ndim: int) -> np.ndarray:
+    """Parses an unsigned-byte IDX file with ``magic`` and ``ndim`` dimensions into uint8 [d0, ..., dn]."""
+    data = _read_bytes(path)
+    header = 4 + 4 * ndim
+    if len(data) < 4:
+        raise UserError(f"{path} is too short to be an IDX file ({len(data)} bytes)")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        what = "image" if magic == _IDX_IMAGES_MAGIC else "label"
+        raise UserError(f"{path} has magic number {found}, not {magic} (an IDX {what} file)")
+    if len(data) < header:
+        raise UserError(f"{path} is truncated: {len(data)} bytes, shorter than its {header}-byte header")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(data) != expected:
+        state = "truncated" if len(data) < expected else "longer than its header says"
+        raise UserError(f"{path} is {state}: it has {len(data)} bytes, and its header "
+                        f"(dimensions {' x '.join(map(str, dims))}) promises {expected}")
+    # Copy out of the bytes buffer so the arrays are ordinary writable ones.
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
+
+
+def _load_idx(folder_text: str, split: str) -> ImageSet:
+    """Reads ``split`` from a folder of IDX files (train-* for "train", t10k-* for "test")."""
+    if not folder_text:
+        raise UserError("the idx source needs a folder: idx:DIR")
+    folder = pathlib.Path(folder_text).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"no folder at {folder} (from idx:{folder_text})")
+    image_path = _find_idx(folder, split, "images-idx3-ubyte")
+    label_path = _find_idx(folder, split, "labels-idx1-ubyte")
+    images = _parse_idx(image_path, _IDX_IMAGES_MAGIC, 3)
+    labels = _parse_idx(label_path, _IDX_LABELS_MAGIC, 1)
+    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise UserError(f"{image_path} holds {images.shape[1]}x{images.shape[2]} images, not 28x28")
+    if len(images) != len(labels):
+        raise UserError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+    return ImageSet(images, labels.astype(np.int32),
+                    f"idx ({folder}: {image_path.name} + {label_path.name}, split={split}, "
+                    f"{len(images)} images)")
+
+
+# --- scikit-learn's digits -------------------------------------------------------------------
+
+
+def _linear_resize_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """Bilinear interpolation weights [size_out, size_in] with half-pixel centres (like jax.image.resize)."""
+    centres = (np.arange(size_out) + 0.5) * size_in / size_out - 0.5
+    centres = np.clip(centres, 0, size_in - 1)  # edge pixels repeat outwards
+    low = np.floor(centres).astype(int)
+    high = np.minimum(low + 1, size_in - 1)
+    frac = centres - low
+    weights = np.zeros((size_out, size_in))
+    np.add.at(weights, (np.arange(size_out), low), 1 - frac)
+    np.add.at(weights, (np.arange(size_out), high), frac)
+    return weights
+
+
+def digits_to_mnist(images: np.ndarray) -> np.ndarray:
+    """Turns scikit-learn digits [N, 8, 8] in 0..16 into MNIST-like uint8 [N, 28, 28].
+
+    Scaled to 0..255, resized bilinearly to a 20x20 box and padded by 4 pixels on each
+    side, as MNIST centres its digits in a 20x20 box. Deterministic (numpy only).
+    """
+    weights = _linear_resize_matrix(images.shape[-1], _DIGITS_BOX)
+    scaled = np.asarray(images, np.float64) * (255.0 / 16.0)
+    boxes = np.einsum("ij,njk,lk->nil", weights, scaled, weights)
+    pad = (IMAGE_SIZE - _DIGITS_BOX) // 2
+    boxes = np.clip(np.rint(boxes), 0, 255).astype(np.uint8)
+    return np.pad(boxes, ((0, 0), (pad, pad), (pad, pad)))
+
+
+def _load_digits(split: str, note: str | None = None) -> ImageSet:
+    """scikit-learn's 1797 digits resized to 28x28: "train" is the first 1437, "test" the last 360."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    part = slice(0, _DIGITS_TRAIN) if split == "train" else slice(_DIGITS_TRAIN, None)
+    images = digits_to_mnist(bunch.images[part])
+    labels = np.asarray(bunch.target[part], np.int32)
+    prefix = f"{note}; " if note else ""
+    return ImageSet(images, labels, f"digits ({prefix}scikit-learn's 8x8 handwritten digits resized "
+                                    f"to 28x28, split={split}, {len(images)} images)")
+
+
+# --- auto ------------------------------------------------------------------------------------
+
+
+def _load_auto(split: str, data_dir: str | None) -> ImageSet:
+    """MNIST when tfds has it prepared (checked without downloading), otherwise digits; says which."""
+    problem = _mnist_problem(data_dir, split)
+    if problem is None:
+        return _load_mnist(split, data_dir, note="auto: MNIST is prepared in tfds")
+    reason, remedy = problem
+    return _load_digits(split, note=f"auto: {reason}; to use it, {remedy}")
+
+
+__all__ = ["IMAGE_SIZE", "SOURCES", "SPLITS", "ImageSet", "digits_to_mnist", "load_images",
+           "prepare_mnist"]

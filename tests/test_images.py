@@ -1,0 +1,305 @@
+"""Image sources: mnist (tfds mock data and real array_record files), idx:DIR (good and bad), digits, auto."""
+
+import gzip
+import importlib.resources
+import importlib.resources.abc
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from jaxgan.data import images as images_lib
+from jaxgan.data.images import ImageSet, load_images
+from jaxgan.errors import UserError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# CI clones the repository with shared/ beside it; the data must never be copied into the repo.
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def _write_idx(path: pathlib.Path, array: np.ndarray, magic: int, *, cut: int = 0) -> None:
+    """Writes ``array`` (uint8) as an IDX file with ``magic``, gzipped if the name ends in .gz."""
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + np.ascontiguousarray(array, np.uint8).tobytes()
+    data = data[:len(data) - cut]
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+def _random_set(count: int, seed: int = 0, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 images [count, size, size] and labels [count] in 0..9."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (count, size, size), dtype=np.uint8),
+            rng.integers(0, 10, (count,), dtype=np.uint8))
+
+
+def _write_split(folder: pathlib.Path, prefix: str, images: np.ndarray, labels: np.ndarray,
+                 ext: str = ".gz") -> None:
+    """Writes one split (prefix "train" or "t10k") as an images file and a labels file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", images, 2051)
+    _write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", labels, 2049)
+
+
+def _assert_valid(image_set: ImageSet, count: int) -> None:
+    """The ImageSet contract: uint8 [count, 28, 28] and int32 labels [count] in 0..9."""
+    assert image_set.images.dtype == np.uint8
+    assert image_set.images.shape == (count, 28, 28)
+    assert image_set.labels is not None
+    assert image_set.labels.dtype == np.int32
+    assert image_set.labels.shape == (count,)
+    assert image_set.labels.min() >= 0 and image_set.labels.max() <= 9
+
+
+# --- mnist ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_mnist_through_tfds_mock_data(tmp_path, split):
+    import tensorflow_datasets as tfds
+
+    # USE_CODE (what AUTO falls back to: tfds ships no MNIST metadata files) mocks
+    # builder.as_data_source, so tfds.data_source returns 13 random records without any files.
+    with tfds.testing.mock_data(num_examples=13, policy=tfds.testing.MockPolicy.USE_CODE):
+        image_set = load_images("mnist", split=split, data_dir=str(tmp_path))
+    _assert_valid(image_set, 13)
+    assert image_set.source.startswith(f"mnist (tfds, split={split}, 13 images")
+    assert len({image.tobytes() for image in image_set.images}) == 13  # the mock's records, not one repeated
+
+
+def _prepare_tiny_mnist(data_dir: pathlib.Path, monkeypatch, images: np.ndarray,
+                        labels: np.ndarray) -> None:
+    """Writes a real tfds MNIST array_record dataset with only a "test" split holding ``images``."""
+    import PIL.Image
+    import tensorflow_datasets as tfds
+
+    builder_cls = tfds.builder_cls("mnist")
+
+    def split_generators(self, dl_manager):
+        return [tfds.core.SplitGenerator(name="test", gen_kwargs={})]
+
+    def generate_examples(self):
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            # A PIL image: tfds encodes a numpy image with TensorFlow, a PIL one without.
+            yield index, {"image": PIL.Image.fromarray(image), "label": int(label)}
+
+    # The generator is replaced so nothing is downloaded; the writing and the reading are tfds's own.
+    monkeypatch.setattr(builder_cls, "_split_generators", split_generators)
+    monkeypatch.setattr(builder_cls, "_generate_examples", generate_examples)
+    if importlib.util.find_spec("importlib_resources") is None:
+        # tfds 4.9.10 imports this undeclared backport on its download path; the stdlib has the same API.
+        monkeypatch.setitem(sys.modules, "importlib_resources", importlib.resources)
+    images_lib._mnist_builder(str(data_dir)).download_and_prepare()
+
+
+def test_mnist_read_from_real_array_record_files(tmp_path, monkeypatch):
+    # mock_data replaces as_data_source wholesale; only real files exercise tfds's decoding path.
+    images, labels = _random_set(24, seed=1)
+    _prepare_tiny_mnist(tmp_path, monkeypatch, images, labels)
+
+    image_set = load_images("mnist", split="test", data_dir=str(tmp_path))
+    _assert_valid(image_set, 24)
+    assert "24 images" in image_set.source and str(tmp_path) in image_set.source
+    # tfds shuffles records when it writes them, so match images to the originals by content.
+    order = {image.tobytes(): i for i, image in enumerate(images)}
+    index = np.array([order[image.tobytes()] for image in image_set.images])
+    np.testing.assert_array_equal(np.sort(index), np.arange(24))
+    np.testing.assert_array_equal(image_set.labels, labels[index])
+
+    with pytest.raises(UserError, match=r"no 'train' split \(it has test\).*prepare_mnist"):
+        load_images("mnist", split="train", data_dir=str(tmp_path))
+    chosen = load_images("auto", split="test", data_dir=str(tmp_path))
+    assert chosen.source.startswith("mnist (auto: MNIST is prepared in tfds; tfds, split=test, 24 images")
+    fallback = load_images("auto", split="train", data_dir=str(tmp_path))
+    assert fallback.source.startswith("digits (auto: MNIST in the tfds data dir")
+    assert "no 'train' split" in fallback.source
+
+
+def test_mnist_unprepared_says_how_to_prepare_and_names_the_alternatives(tmp_path):
+    data_dir = str(tmp_path / "tfds")
+    with pytest.raises(UserError) as info:
+        load_images("mnist", data_dir=data_dir)
+    message = str(info.value)
+    assert f"MNIST is not prepared in the tfds data dir {data_dir}" in message
+    assert f"python -m experiments.prepare_mnist --data-dir {data_dir}" in message
+    assert "pip install -e '.[mnist]'" in message
+    assert "idx:DIR" in message and "digits" in message
+    assert message.count(". ") == 0 and "\n" not in message  # one sentence
+
+
+def test_prepare_mnist_without_tensorflow_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from experiments._cli import run
+    from experiments.prepare_mnist import main
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
+    with pytest.raises(UserError, match=r"needs tensorflow.*pip install -e '\.\[mnist\]'.*digits"):
+        images_lib.prepare_mnist(str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        run(main, ["--data-dir", str(tmp_path)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: preparing MNIST with tensorflow-datasets needs")
+    assert not (tmp_path / "mnist").exists()  # nothing half-written
+
+
+# --- idx:DIR ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".gz", ""])
+@pytest.mark.parametrize("split,prefix", [("train", "train"), ("test", "t10k")])
+def test_idx_round_trips_exactly(tmp_path, ext, split, prefix):
+    images, labels = _random_set(7)
+    _write_split(tmp_path, prefix, images, labels, ext)
+    # The other split holds different data, so reading the wrong one would show.
+    other = "t10k" if prefix == "train" else "train"
+    _write_split(tmp_path, other, *_random_set(5, seed=2), ext)
+
+    image_set = load_images(f"idx:{tmp_path}", split=split)
+    _assert_valid(image_set, 7)
+    np.testing.assert_array_equal(image_set.images, images)
+    np.testing.assert_array_equal(image_set.labels, labels.astype(np.int32))
+    assert f"{prefix}-images-idx3-ubyte{ext} + {prefix}-labels-idx1-ubyte{ext}" in image_set.source
+    assert f"split={split}, 7 images" in image_set.source
+
+
+def test_idx_accepts_the_dotted_file_names(tmp_path):
+    images, labels = _random_set(3)
+    _write_idx(tmp_path / "t10k-images.idx3-ubyte", images, 2051)
+    _write_idx(tmp_path / "t10k-labels.idx1-ubyte", labels, 2049)
+    np.testing.assert_array_equal(load_images(f"idx:{tmp_path}", split="test").images, images)
+
+
+def _bad_wrong_magic(folder):
+    images, labels = _random_set(4)
+    _write_split(folder, "train", images, labels)
+    _write_idx(folder / "train-images-idx3-ubyte.gz", images, 2049)
+
+
+def _bad_truncated_images(folder):
+    images, labels = _random_set(4)
+    _write_split(folder, "train", images, labels, ext="")
+    _write_idx(folder / "train-images-idx3-ubyte", images, 2051, cut=100)
+
+
+def _bad_truncated_gzip(folder):
+    images, labels = _random_set(4)
+    _write_split(folder, "train", images, labels)
+    path = folder / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-200])
+
+
+def _bad_count_mismatch(folder):
+    images, labels = _random_set(4)
+    _write_split(folder, "train", images, labels[:3])
+
+
+def _bad_not_28x28(folder):
+    _write_split(folder, "train", *_random_set(4, size=20))
+
+
+def _bad_only_test_split(folder):
+    _write_split(folder, "t10k", *_random_set(4))
+
+
+def _bad_labels_missing(folder):
+    folder.mkdir()
+    _write_idx(folder / "train-images-idx3-ubyte.gz", _random_set(4)[0], 2051)
+
+
+def _bad_empty_folder(folder):
+    folder.mkdir()
+
+
+def _bad_no_folder(folder):
+    pass
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (_bad_wrong_magic, r"train-images-idx3-ubyte\.gz has magic number 2049, not 2051 \(an IDX image file\)"),
+    (_bad_truncated_images, r"train-images-idx3-ubyte is truncated: it has 3052 bytes, .* promises 3152"),
+    (_bad_truncated_gzip, r"train-images-idx3-ubyte\.gz is a truncated or corrupt gzip file"),
+    (_bad_count_mismatch, r"train-images-idx3-ubyte\.gz has 4 images but .*train-labels-idx1-ubyte\.gz "
+                          r"has 3 labels"),
+    (_bad_not_28x28, r"train-images-idx3-ubyte\.gz holds 20x20 images, not 28x28"),
+    (_bad_only_test_split, r"no train-images-idx3-ubyte\[\.gz\] in .* for split 'train': it holds "
+                           r"t10k-images-idx3-ubyte\.gz, t10k-labels-idx1-ubyte\.gz \(use --split test\)"),
+    (_bad_labels_missing, r"no train-labels-idx1-ubyte\[\.gz\] in .*: it holds train-images-idx3-ubyte\.gz$"),
+    (_bad_empty_folder, r"no train-images-idx3-ubyte\[\.gz\] in .*: it holds no IDX files"),
+    (_bad_no_folder, r"no folder at .*data"),
+])
+def test_idx_bad_input_is_one_clear_sentence(tmp_path, make, pattern):
+    folder = tmp_path / "data"
+    make(folder)
+    with pytest.raises(UserError, match=pattern) as info:
+        load_images(f"idx:{folder}")
+    assert "\n" not in str(info.value)
+
+
+def test_idx_reads_the_real_mnist_test_split():
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"the MNIST test split is not at {SHARED_MNIST} (shared/ beside the repository)")
+    image_set = load_images(f"idx:{SHARED_MNIST}", split="test")
+    _assert_valid(image_set, 10_000)
+    assert image_set.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert np.bincount(image_set.labels, minlength=10).min() > 800  # every digit present
+    assert 30 < image_set.images.mean() < 37  # MNIST's mean intensity is about 0.13 * 255
+    with pytest.raises(UserError, match=r"use --split test"):
+        load_images(f"idx:{SHARED_MNIST}", split="train")
+
+
+# --- digits and auto ---------------------------------------------------------------------------
+
+
+def test_digits_are_mnist_like_and_deterministic():
+    train = load_images("digits", split="train")
+    test = load_images("digits", split="test")
+    _assert_valid(train, 1437)
+    _assert_valid(test, 360)
+    assert "scikit-learn's 8x8 handwritten digits resized to 28x28" in train.source
+    assert set(train.labels.tolist()) == set(range(10)) == set(test.labels.tolist())
+    np.testing.assert_array_equal(load_images("digits").images, train.images)
+
+    images = train.images.astype(np.float64)
+    assert (images.max(axis=(1, 2)) > 200).all()  # every digit has ink, none is blank
+    assert not images[:, :4].any() and not images[:, -4:].any()  # the 4-pixel frame stays empty
+    assert not images[:, :, :4].any() and not images[:, :, -4:].any()
+    grid = np.arange(28)
+    mass = images.sum(axis=(1, 2))
+    rows = (images.sum(axis=2) @ grid) / mass
+    cols = (images.sum(axis=1) @ grid) / mass
+    assert abs(rows.mean() - 13.5) < 1.5 and abs(cols.mean() - 13.5) < 1.5  # centred, like MNIST
+
+
+def test_digits_resize_matches_jax_image_resize():
+    import jax
+    from sklearn.datasets import load_digits
+
+    small = load_digits().images[:50] * (255.0 / 16.0)
+    expected = jax.image.resize(small, (50, 20, 20), method="linear")
+    ours = images_lib.digits_to_mnist(load_digits().images[:50])[:, 4:24, 4:24]
+    assert np.abs(ours.astype(np.float64) - np.asarray(expected)).max() <= 0.5 + 1e-3
+
+
+def test_auto_without_mnist_picks_digits_and_says_so(tmp_path):
+    image_set = load_images("auto", data_dir=str(tmp_path))
+    _assert_valid(image_set, 1437)
+    assert image_set.source.startswith(
+        f"digits (auto: MNIST is not prepared in the tfds data dir {tmp_path}; to use it, run `pip install")
+    assert "scikit-learn's 8x8 handwritten digits" in image_set.source
+
+
+def test_unknown_source_and_split_are_user_errors():
+    with pytest.raises(UserError, match=r"unknown image source 'cifar'; the sources are mnist, idx:DIR, "
+                                        r"digits, auto"):
+        load_images("cifar")
+    with pytest.raises(UserError, match=r"unknown split 'validation'; the splits are train, test"):
+        load_images("digits", split="validation")
+    with pytest.raises(UserError, match=r"needs a folder"):
+        load_images("idx:")
+
+
+def test_image_set_rejects_wrong_shapes_and_dtypes():
+    with pytest.raises(ValueError, match="uint8"):
+        ImageSet(np.zeros((2, 28, 28), np.float32), None, "x")
+    with pytest.raises(ValueError, match="int32"):
+        ImageSet(np.zeros((2, 28, 28), np.uint8), np.zeros((3,), np.int32), "x")
