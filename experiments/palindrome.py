@@ -1,0 +1,94 @@
+"""Part 1: LSTM vs vanilla RNN on palindromes, every length and seed in one vmapped sweep.
+
+    python -m experiments.palindrome                       # the study's defaults
+    python -m experiments.palindrome --encoding both --lengths 5 20 --seeds 2 --epochs 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from experiments import _cli
+from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH
+from jaxgan.models.recurrent import CELLS
+from jaxgan.train.palindrome import PalindromeConfig
+
+
+def parse_args(argv):
+    """The flags; each one's help says what it sets."""
+    p = argparse.ArgumentParser(prog="python -m experiments.palindrome", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["rnn", "lstm"], choices=sorted(CELLS),
+                   help="models to train (default: rnn lstm)")
+    p.add_argument("--lengths", nargs="+", type=int, default=[5, 10, 15, 20], metavar="T",
+                   help=f"input lengths T, digits read before predicting the last one "
+                        f"(1..{MAX_INPUT_LENGTH}; default: 5 10 15 20)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="number of seeds per length; seeds are 0..N-1 (default: 3)")
+    p.add_argument("--epochs", type=int, default=100, help="training epochs (default: 100)")
+    p.add_argument("--encoding", default="scalar", choices=[*ENCODINGS, "both"],
+                   help="how a digit enters the network: scalar = one float (input size 1, the "
+                        "course template's), onehot = 10 inputs, both = run each (default: scalar)")
+    p.add_argument("--hidden", type=_cli.positive_int, default=128, help="hidden units (default: 128)")
+    p.add_argument("--num-examples", type=_cli.positive_int, default=2048,
+                   help="palindromes per run, split 80/20 into train/validation (default: 2048)")
+    p.add_argument("--batch-size", type=_cli.positive_int, default=128, help="batch size (default: 128)")
+    p.add_argument("--lr", type=_cli.positive_float, default=1e-3,
+                   help="RMSprop learning rate (PyTorch semantics; default: 1e-3)")
+    p.add_argument("--clip-norm", type=_cli.positive_float, default=10.0,
+                   help="global gradient-norm clipping threshold (default: 10)")
+    p.add_argument("--unroll", type=_cli.positive_int, default=1,
+                   help="time steps unrolled per scan iteration; a speed knob only (default: 1)")
+    p.add_argument("--chunk-epochs", type=_cli.positive_int, default=10,
+                   help="epochs run on the device between progress updates (default: 10)")
+    p.add_argument("--workdir", default="runs/palindrome",
+                   help="where results.json, summary.md and figures go (default: runs/palindrome)")
+    p.add_argument("--checkpoint-dir", default="checkpoints/palindrome",
+                   help="root of the final Orbax checkpoints, one per model and encoding "
+                        "(default: checkpoints/palindrome)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    """Parses flags, trains every sweep, writes results and prints the summary."""
+    from tqdm import tqdm
+
+    from jaxgan.palindrome_study import run_study, summary_markdown, validate, write_results
+
+    args = parse_args(argv)
+    encodings = list(ENCODINGS) if args.encoding == "both" else [args.encoding]
+    validate(args.models, encodings, args.lengths, args.seeds, args.epochs)
+    _cli.writable_dir(args.workdir)
+    _cli.writable_dir(args.checkpoint_dir)
+    print(_cli.describe_devices())
+    base = PalindromeConfig(hidden=args.hidden, num_examples=args.num_examples,
+                            batch_size=args.batch_size, learning_rate=args.lr,
+                            clip_norm=args.clip_norm, unroll=args.unroll)
+
+    def progress(label, epochs):
+        bar = tqdm(total=epochs, desc=label, unit="epoch", dynamic_ncols=True)
+        done_before = [0]
+
+        def on_chunk(done, metrics):
+            bar.update(done - done_before[0])
+            done_before[0] = done
+            bar.set_postfix(val_acc=f"{metrics['val_acc'][:, -1].mean():.3f}")
+            if done == epochs:
+                bar.close()
+        return on_chunk
+
+    start = time.perf_counter()
+    results = run_study(base, args.models, encodings, args.lengths, list(range(args.seeds)),
+                        args.epochs, args.checkpoint_dir, chunk_epochs=args.chunk_epochs,
+                        progress=progress)
+    results["wall_time_s"] = round(time.perf_counter() - start, 1)
+    paths = write_results(results, args.workdir)
+    print()
+    print(summary_markdown(results))
+    print(f"trained in {results['wall_time_s']} s; wrote {len(paths)} files to {args.workdir}, "
+          f"checkpoints to {args.checkpoint_dir}")
+
+
+if __name__ == "__main__":
+    _cli.run(main)

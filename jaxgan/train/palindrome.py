@@ -1,0 +1,243 @@
+"""Part 1 training: pure steps, scanned epochs, and one vmapped sweep over (length, seed).
+
+Data flow: ``init_run(key, length, config)`` makes a run's palindromes and parameters on the
+device; ``run_epochs`` trains a chunk of epochs inside ``lax.scan`` and returns per-epoch
+metrics; ``sweep`` vmaps both over runs, so every length and seed of one model trains in one
+jitted program, and the host only reads metrics between chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxgan.data import palindrome as pal
+from jaxgan.models.recurrent import SequenceClassifier
+
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "grad_norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class PalindromeConfig:
+    """One model's settings; hashable so jitted functions take it as a static argument."""
+
+    model: str = "lstm"
+    encoding: str = "scalar"
+    hidden: int = 128
+    num_examples: int = 2048
+    val_fraction: float = 0.2
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    clip_norm: float = 10.0
+    max_length: int = 20
+    unroll: int = 1
+
+    @property
+    def num_train(self) -> int:
+        """Training examples per run."""
+        return pal.split_sizes(self.num_examples, self.val_fraction)[0]
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches per epoch; the last one is partial (PyTorch's drop_last=False)."""
+        return math.ceil(self.num_train / self.batch_size)
+
+
+class TrainState(struct.PyTreeNode):
+    """Parameters and optimizer state; no static fields, so jit caches stay stable."""
+
+    params: dict
+    opt_state: optax.OptState
+    step: jax.Array  # int32 []
+
+
+class RunState(struct.PyTreeNode):
+    """One run: its TrainState, its key (raw uint32 [2]) and how many epochs it has done."""
+
+    train: TrainState
+    key: jax.Array
+    epoch: jax.Array  # int32 []
+
+
+class RunData(struct.PyTreeNode):
+    """One run's examples on the device: inputs [N, L, F] float, mask [N, L] bool, labels [N]."""
+
+    train_inputs: jax.Array
+    train_mask: jax.Array
+    train_labels: jax.Array
+    val_inputs: jax.Array
+    val_mask: jax.Array
+    val_labels: jax.Array
+
+
+def make_model(config: PalindromeConfig) -> SequenceClassifier:
+    """The sequence classifier that ``config`` describes."""
+    return SequenceClassifier(cell=config.model, hidden=config.hidden, unroll=config.unroll)
+
+
+def rmsprop_torch(learning_rate: float, decay: float = 0.99,
+                  eps: float = 1e-8) -> optax.GradientTransformation:
+    """RMSprop with PyTorch's semantics: v = a v + (1-a) g^2; p -= lr g / (sqrt(v) + eps).
+
+    optax's defaults differ (decay 0.9, eps inside the square root).
+    """
+    return optax.rmsprop(learning_rate, decay=decay, eps=eps, eps_in_sqrt=False)
+
+
+def make_optimizer(config: PalindromeConfig) -> optax.GradientTransformation:
+    """Global-norm clipping, then PyTorch-style RMSprop."""
+    return optax.chain(optax.clip_by_global_norm(config.clip_norm), rmsprop_torch(config.learning_rate))
+
+
+def init_run(key: jax.Array, length: jax.Array | int, config: PalindromeConfig) -> tuple[RunState, RunData]:
+    """Makes one run's data and parameters from its key; ``length`` may be traced."""
+    data_key, split_key, init_key, train_key = jax.random.split(key, 4)
+    digits, mask, labels = pal.make_palindromes(data_key, length, config.num_examples, config.max_length)
+    inputs = pal.encode(digits, config.encoding)
+    train_idx, val_idx = pal.split_indices(split_key, config.num_examples, config.val_fraction)
+    data = RunData(inputs[train_idx], mask[train_idx], labels[train_idx],
+                   inputs[val_idx], mask[val_idx], labels[val_idx])
+    # Parameters do not depend on the sequence length: initialise on one step, a smaller program.
+    params = make_model(config).init(init_key, inputs[:1, :1], mask[:1, :1])["params"]
+    opt_state = make_optimizer(config).init(params)
+    train = TrainState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32))
+    return RunState(train=train, key=train_key, epoch=jnp.zeros((), jnp.int32)), data
+
+
+def _weighted_loss(params, config: PalindromeConfig, inputs, mask, labels, weights):
+    """Mean cross-entropy on the last step over examples with weight 1, and their accuracy."""
+    logits = make_model(config).apply({"params": params}, inputs, mask)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    total = jnp.sum(weights)
+    return jnp.sum(weights * losses) / total, jnp.sum(weights * correct) / total
+
+
+def train_step(state: TrainState, batch: dict, key: jax.Array | None, config: PalindromeConfig):
+    """One RMSprop step on ``batch`` (inputs [B,L,F], mask [B,L], labels [B], weights [B]).
+
+    ``key`` is unused (the model draws nothing at train time); it keeps the project's one step
+    signature. Returns (state, metrics with loss, accuracy, grad_norm).
+    """
+    del key
+
+    def loss_fn(params):
+        return _weighted_loss(params, config, batch["inputs"], batch["mask"], batch["labels"],
+                              batch["weights"])
+
+    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = make_optimizer(config).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = TrainState(params=params, opt_state=opt_state, step=state.step + 1)
+    return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}
+
+
+def evaluate(params, data: RunData, config: PalindromeConfig) -> tuple[jax.Array, jax.Array]:
+    """Validation (loss, accuracy) over the whole validation set in one batch."""
+    weights = jnp.ones(data.val_labels.shape, jnp.float32)
+    return _weighted_loss(params, config, data.val_inputs, data.val_mask, data.val_labels, weights)
+
+
+def epoch_batches(shuffle_key: jax.Array, config: PalindromeConfig) -> tuple[jax.Array, jax.Array]:
+    """Shuffled batch indices [batches, B] and weights [batches, B]; the tail pads with weight 0."""
+    num_train, size = config.num_train, config.batch_size
+    padded = config.batches_per_epoch * size
+    order = jax.random.permutation(shuffle_key, num_train)
+    indices = jnp.concatenate([order, jnp.zeros(padded - num_train, order.dtype)])
+    weights = (jnp.arange(padded) < num_train).astype(jnp.float32)
+    return indices.reshape(-1, size), weights.reshape(-1, size)
+
+
+def train_epoch(run: RunState, data: RunData, config: PalindromeConfig) -> tuple[RunState, dict]:
+    """One shuffled pass over the training set, then validation; metrics are scalars."""
+    shuffle_key = jax.random.fold_in(run.key, run.epoch)
+    indices, weights = epoch_batches(shuffle_key, config)
+
+    def body(state, batch_index_weight):
+        idx, w = batch_index_weight
+        batch = {"inputs": data.train_inputs[idx], "mask": data.train_mask[idx],
+                 "labels": data.train_labels[idx], "weights": w}
+        state, metrics = train_step(state, batch, None, config)
+        return state, (metrics, jnp.sum(w))
+
+    train, (metrics, counts) = jax.lax.scan(body, run.train, (indices, weights))
+    val_loss, val_acc = evaluate(train.params, data, config)
+    share = counts / jnp.sum(counts)  # per-example mean over the epoch
+    epoch_metrics = {"train_loss": jnp.sum(share * metrics["loss"]),
+                     "train_acc": jnp.sum(share * metrics["accuracy"]),
+                     "val_loss": val_loss, "val_acc": val_acc,
+                     "grad_norm": jnp.max(metrics["grad_norm"])}
+    return RunState(train=train, key=run.key, epoch=run.epoch + 1), epoch_metrics
+
+
+def run_epochs(run: RunState, data: RunData, config: PalindromeConfig, num_epochs: int):
+    """``num_epochs`` epochs in one ``lax.scan``; metrics are arrays [num_epochs]."""
+    return jax.lax.scan(lambda r, _: train_epoch(r, data, config), run, None, length=num_epochs)
+
+
+def run_key(seed: int | jax.Array, length: int | jax.Array) -> jax.Array:
+    """The key of the run (seed, length): every run is an independent draw."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), length)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def init_sweep(seeds: jax.Array, lengths: jax.Array, config: PalindromeConfig):
+    """Runs for every (seed [R], length [R]) pair, stacked on a leading axis R."""
+    return jax.vmap(lambda s, t: init_run(run_key(s, t), t, config))(seeds, lengths)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "num_epochs"), donate_argnums=0)
+def train_sweep_chunk(runs: RunState, data: RunData, config: PalindromeConfig, num_epochs: int):
+    """``num_epochs`` epochs of every run at once: vmap over the leading run axis."""
+    return jax.vmap(lambda r, d: run_epochs(r, d, config, num_epochs))(runs, data)
+
+
+def chunk_size(epochs: int, target: int) -> int:
+    """The largest divisor of ``epochs`` not above ``target``, so every chunk has one shape."""
+    return max(d for d in range(1, min(epochs, target) + 1) if epochs % d == 0)
+
+
+def sweep(config: PalindromeConfig, lengths: Sequence[int], seeds: Sequence[int], epochs: int, *,
+          chunk_epochs: int = 10,
+          on_chunk: Callable[[int, dict], None] | None = None) -> tuple[RunState, dict[str, np.ndarray]]:
+    """Trains one model on every (length, seed) pair in one vmapped program.
+
+    Runs are ordered length-major: run r has ``lengths[r // len(seeds)]`` and
+    ``seeds[r % len(seeds)]``. Returns the final stacked RunState and metrics
+    ``{name: float array [runs, epochs]}``; ``on_chunk(epochs_done, chunk_metrics)`` is called
+    on the host after each chunk.
+    """
+    if max(lengths) > config.max_length:
+        raise ValueError(f"length {max(lengths)} exceeds config.max_length={config.max_length}")
+    pair_lengths = jnp.asarray([t for t in lengths for _ in seeds], jnp.int32)
+    pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
+    runs, data = init_sweep(pair_seeds, pair_lengths, config)
+    chunk = chunk_size(epochs, chunk_epochs)
+    history: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
+    for done in range(chunk, epochs + 1, chunk):
+        runs, metrics = train_sweep_chunk(runs, data, config, chunk)
+        metrics = jax.device_get(metrics)  # the one host sync per chunk
+        for name in METRICS:
+            history[name].append(np.asarray(metrics[name]))
+        if on_chunk is not None:
+            on_chunk(done, metrics)
+    return runs, {name: np.concatenate(parts, axis=1) for name, parts in history.items()}
+
+
+_init_single = jax.jit(init_run, static_argnums=2)
+_run_single = jax.jit(run_epochs, static_argnums=(2, 3), donate_argnums=0)
+
+
+def train_single(config: PalindromeConfig, length: int, seed: int, epochs: int) -> tuple[RunState, dict]:
+    """One run without vmap (the reference the sweep must equal); metrics [epochs] each."""
+    run, data = _init_single(run_key(seed, length), length, config)
+    run, metrics = _run_single(run, data, config, epochs)
+    return run, jax.tree.map(np.asarray, jax.device_get(metrics))
