@@ -1,0 +1,74 @@
+"""Draws images from a trained GAN generator, as float32 [n, 28, 28] in [-1, 1], for scoring elsewhere.
+
+    python -m experiments.sample --checkpoint-dir checkpoints/gan --n 2000 --seed 0 --out samples.npy
+
+The generator runs in eval mode (BatchNorm uses its running averages), so an image depends
+only on its own noise vector. --png also writes a 10x10 picture of the first 100 images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from experiments import _cli
+from jaxgan.errors import UserError
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The flags."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.sample", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint-dir", default="checkpoints/gan",
+                        help="a GAN checkpoint directory written by experiments.train_gan "
+                             "(default: %(default)s)")
+    parser.add_argument("--step", type=_cli.non_negative_int, default=None,
+                        help="which saved step to load (default: the newest)")
+    parser.add_argument("--n", type=_cli.positive_int, default=2000,
+                        help="how many images to draw (default: %(default)s)")
+    parser.add_argument("--seed", type=_cli.non_negative_int, default=0,
+                        help="seed of the noise (default: %(default)s)")
+    parser.add_argument("--out", default="samples.npy",
+                        help="the .npy file to write, float32 [n, 28, 28] in [-1, 1] "
+                             "(default: %(default)s)")
+    parser.add_argument("--png", default=None,
+                        help="also write a 10x10 grid of the first 100 images to this PNG")
+    return parser.parse_args(argv)
+
+
+def _parent_dir(path: str) -> str:
+    """Makes (or checks) the folder a file will be written into."""
+    return _cli.writable_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Restores the generator, draws the images, writes them whole or not at all."""
+    args = parse_args(argv)
+    if not args.out.endswith(".npy"):
+        raise UserError(f"--out must name a .npy file, not {args.out}")
+    _parent_dir(args.out)
+    if args.png:
+        _parent_dir(args.png)
+    import jax
+    import numpy as np
+
+    from jaxgan.plotting.gan import save_grid
+    from jaxgan.train.gan import restore_generator, sample
+
+    print(_cli.describe_devices())
+    gen_variables, config = restore_generator(args.checkpoint_dir, args.step)
+    noise_key = jax.random.PRNGKey(args.seed)
+    images = np.asarray(jax.device_get(sample(gen_variables, noise_key, args.n)), np.float32)
+    tmp = f"{args.out}.tmp.npy"  # np.save keeps a name that already ends in .npy
+    np.save(tmp, images)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}: float32 {list(images.shape)} in [{images.min():.3f}, {images.max():.3f}] "
+          f"from {args.checkpoint_dir} (step {config['checkpoint_step']})")
+    if args.png:
+        save_grid(images[:100], args.png, nrow=10)
+        print(f"wrote {args.png}: the first {min(100, len(images))} images")
+
+
+if __name__ == "__main__":
+    _cli.run(main)

@@ -1,0 +1,126 @@
+"""Trains the study's MLP GAN; a checkpoint directory that already holds checkpoints resumes.
+
+    python -m experiments.train_gan --dataset idx:../shared/data/mnist --split test --epochs 30
+
+Writes config.json, metrics.jsonl (one line per step), samples/step_XXXXXXX.png (a 5x5 grid
+from one fixed noise tensor every --sample-every steps), progress.png (start, middle, end)
+and losses.png to --workdir, and Orbax checkpoints to --checkpoint-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from experiments import _cli
+
+
+def _probability(text: str) -> float:
+    """argparse type: a number in [0, 1), as Adam's betas must be."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1)")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The flags; every default is the study's setting."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.train_gan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="auto",
+                        help="image source: mnist (tfds), idx:DIR (raw IDX files), digits (sklearn, "
+                             "offline) or auto (mnist if prepared, else digits) (default: %(default)s)")
+    parser.add_argument("--split", default="train", choices=("train", "test"),
+                        help="which split of the source to train on (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="tfds data directory for mnist/auto (default: tfds's own)")
+    parser.add_argument("--epochs", type=_cli.positive_int, default=200,
+                        help="total passes over the images; a resumed run continues up to this "
+                             "many (default: %(default)s)")
+    parser.add_argument("--batch-size", type=_cli.positive_int, default=64,
+                        help="real and fake images per step; the last partial batch of each epoch "
+                             "is dropped (default: %(default)s)")
+    parser.add_argument("--lr", type=_cli.positive_float, default=2e-4,
+                        help="Adam learning rate of both networks (default: %(default)s)")
+    parser.add_argument("--b1", type=_probability, default=0.5,
+                        help="Adam beta1 (default: %(default)s; PyTorch's own default is 0.9)")
+    parser.add_argument("--b2", type=_probability, default=0.999,
+                        help="Adam beta2 (default: %(default)s)")
+    parser.add_argument("--latent-dim", type=_cli.positive_int, default=100,
+                        help="size of the generator's noise input (default: %(default)s)")
+    parser.add_argument("--sample-every", type=_cli.positive_int, default=500,
+                        help="save a 5x5 grid of the fixed noise every this many steps, and at "
+                             "the end (default: %(default)s)")
+    parser.add_argument("--checkpoint-every", type=_cli.positive_int, default=5,
+                        help="save a checkpoint every this many epochs, and at the end "
+                             "(default: %(default)s)")
+    parser.add_argument("--keep-checkpoints", type=_cli.positive_int, default=3,
+                        help="how many of the newest checkpoints to keep (default: %(default)s)")
+    parser.add_argument("--seed", type=_cli.non_negative_int, default=0,
+                        help="seed of the initialisation, shuffling, noise and the fixed sample "
+                             "noise (default: %(default)s)")
+    parser.add_argument("--workdir", default="runs/gan",
+                        help="where config.json, metrics.jsonl, samples/ and the figures go "
+                             "(default: %(default)s)")
+    parser.add_argument("--checkpoint-dir", default="checkpoints/gan",
+                        help="Orbax checkpoints of the full training state; one that already "
+                             "holds checkpoints of the same settings resumes from the newest "
+                             "(default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Loads the images, trains (or resumes) the GAN, and prints where its outputs are."""
+    args = parse_args(argv)
+    _cli.writable_dir(args.workdir)
+    from tqdm import tqdm
+
+    from jaxgan.data.images import load_images
+    from jaxgan.train.gan import GANConfig, train
+
+    print(_cli.describe_devices())
+    image_set = load_images(args.dataset, split=args.split, data_dir=args.data_dir)
+    print(f"images: {image_set.source}")
+    config = GANConfig(latent_dim=args.latent_dim, learning_rate=args.lr, b1=args.b1, b2=args.b2,
+                       batch_size=args.batch_size, epochs=args.epochs, sample_every=args.sample_every,
+                       checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                       seed=args.seed)
+    bar = None
+
+    def on_progress(info: dict) -> None:
+        """Opens the bar at the start (or resumed) epoch, then moves it once per epoch."""
+        nonlocal bar
+        if info["event"] == "start":
+            if info["resumed"]:
+                print(f"resuming from the checkpoint at step {info['step']} (epoch {info['epoch']}) "
+                      f"in {args.checkpoint_dir}")
+            bar = tqdm(total=info["epochs"], initial=info["epoch"], desc="gan", unit="epoch")
+            return
+        bar.update(info["epoch"] - bar.n)
+        bar.set_postfix(step=info["step"], d_loss=f"{info['d_loss']:.3f}", g_loss=f"{info['g_loss']:.3f}",
+                        dx=f"{info['d_real']:.2f}", dgz=f"{info['d_fake']:.2f}",
+                        steps_s=f"{info['steps_per_s']:.1f}")
+
+    try:
+        result = train(image_set.images, config, workdir=args.workdir, checkpoint_dir=args.checkpoint_dir,
+                       source=image_set.source, progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    last = result["last_epoch"]
+    print(f"compiled in {result['compile_s']:.1f} s; {result['steps_per_s']:.1f} steps/s over "
+          f"{result['train_s']:.1f} s of training")
+    if last:
+        print(f"epoch {result['epoch']} (step {result['step']}) means: d_loss {last['d_loss']:.4f}, "
+              f"g_loss {last['g_loss']:.4f}, D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.3f}")
+    else:
+        print(f"nothing to train: the checkpoint is already at epoch {result['epoch']} of {args.epochs}")
+    print(f"outputs: {args.workdir}/ (metrics.jsonl, samples/, progress.png, losses.png); "
+          f"checkpoints: {args.checkpoint_dir}")
+
+
+if __name__ == "__main__":
+    _cli.run(main)

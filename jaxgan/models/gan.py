@@ -1,0 +1,119 @@
+"""The study's MLP GAN: Generator (latent -> 784 pixels in [-1, 1]) and Discriminator (784 -> logit).
+
+Images travel flat: the generator returns ``[B, 784]`` and the discriminator flattens
+whatever trailing shape it gets (``[B, 28, 28]`` or ``[B, 784]``).
+
+Both follow the PyTorch template the study used, including its defaults where the study
+is silent: Linear layers start from PyTorch's default initialisation (weights and biases
+uniform in +-1/sqrt(fan_in)), and BatchNorm has BatchNorm1d's semantics (see ``BatchNorm1d``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+IMAGE_SHAPE = (28, 28)
+IMAGE_SIZE = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+LEAK = 0.2  # LeakyReLU negative slope, everywhere in both networks
+GEN_FEATURES = (128, 256, 512, 1024)
+DISC_FEATURES = (512, 256)
+
+
+def _torch_bias_init(fan_in: int):
+    """PyTorch's nn.Linear bias init: uniform in +-1/sqrt(fan_in)."""
+    bound = 1.0 / fan_in**0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        """Draws the biases."""
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def torch_dense(features: int, fan_in: int, name: str) -> nn.Dense:
+    """A Dense layer initialised like PyTorch's nn.Linear: weights and biases U(+-1/sqrt(fan_in))."""
+    # variance_scaling(1/3, fan_in, uniform) has limit sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in).
+    return nn.Dense(features, kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+                    bias_init=_torch_bias_init(fan_in), name=name)
+
+
+class BatchNorm1d(nn.Module):
+    """Batch normalisation over axis 0 with PyTorch BatchNorm1d's semantics: [B, F] -> [B, F].
+
+    Training normalises with the batch mean and the biased batch variance and moves the
+    running averages with weight ``1 - momentum`` (Flax's convention: 0.9 here is PyTorch's
+    momentum=0.1); the running variance takes the *unbiased* batch variance, as PyTorch
+    does and ``flax.linen.BatchNorm`` does not, which is why this is not ``nn.BatchNorm``.
+    Evaluation normalises with the running averages. Variables: params ``scale``, ``bias``
+    and batch_stats ``mean``, ``var``, each [F].
+    """
+
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        """Normalises ``x`` [B, F] with batch (train) or running (eval) statistics."""
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,))
+        bias = self.param("bias", nn.initializers.zeros, (features,))
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        if train:
+            mean = jnp.mean(x, axis=0)
+            var = jnp.mean(jnp.square(x - mean), axis=0)  # two-pass, biased
+            if not self.is_initializing():  # init must leave the running stats at (0, 1)
+                n = x.shape[0]
+                unbiased = var * (n / max(n - 1, 1))
+                running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
+                running_var.value = self.momentum * running_var.value + (1 - self.momentum) * unbiased
+        else:
+            mean, var = running_mean.value, running_var.value
+        return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+
+
+class Generator(nn.Module):
+    """z [B, latent] -> images [B, 784] in [-1, 1].
+
+    Linear(latent, 128) LReLU, then (Linear, BatchNorm, LReLU) to 256, 512 and 1024, then
+    Linear(1024, 784) tanh. ``train`` selects batch statistics (and updates the running
+    ones, so call with ``mutable=["batch_stats"]``) or the running averages.
+    """
+
+    features: Sequence[int] = GEN_FEATURES
+    out_features: int = IMAGE_SIZE
+
+    @nn.compact
+    def __call__(self, z: jax.Array, *, train: bool) -> jax.Array:
+        """Maps noise [B, latent] to flat images [B, 784]."""
+        x = z
+        for i, features in enumerate(self.features):
+            x = torch_dense(features, x.shape[-1], name=f"dense{i + 1}")(x)
+            if i > 0:  # the template's first layer has no BatchNorm
+                x = BatchNorm1d(name=f"bn{i + 1}")(x, train=train)
+            x = nn.leaky_relu(x, LEAK)
+        x = torch_dense(self.out_features, x.shape[-1], name=f"dense{len(self.features) + 1}")(x)
+        return jnp.tanh(x)
+
+
+class Discriminator(nn.Module):
+    """images [B, 28, 28] or [B, 784] -> logits [B] (the sigmoid lives in the loss).
+
+    Linear(784, 512) LReLU, Linear(512, 256) LReLU, Linear(256, 1).
+    """
+
+    features: Sequence[int] = DISC_FEATURES
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """Maps images [B, ...] to one logit each [B]."""
+        x = images.reshape(images.shape[0], -1)
+        for i, features in enumerate(self.features):
+            x = torch_dense(features, x.shape[-1], name=f"dense{i + 1}")(x)
+            x = nn.leaky_relu(x, LEAK)
+        x = torch_dense(1, x.shape[-1], name=f"dense{len(self.features) + 1}")(x)
+        return x[:, 0]

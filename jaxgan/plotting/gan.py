@@ -1,0 +1,108 @@
+"""GAN pictures: sample grids as PNG, the start/middle/end figure, and loss curves from metrics.jsonl.
+
+Matplotlib is imported inside the functions, and figures are ``matplotlib.figure.Figure``
+objects drawn by the Agg canvas, never pyplot, so nothing here touches a display.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+import numpy as np
+
+
+def grid_image(images: np.ndarray, nrow: int, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """Tiles images [n, H, W] in [-1, 1] into one float [rows*(H+pad)+pad, nrow*(W+pad)+pad] in [0, 1].
+
+    The white padding keeps tiles apart, on black digit backgrounds and on the grey of an
+    untrained generator alike.
+    """
+    images = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    n, height, width = images.shape
+    rows = -(-n // nrow)
+    canvas = np.full((rows * (height + pad) + pad, nrow * (width + pad) + pad), pad_value, np.float32)
+    for i, image in enumerate(images):
+        top, left = pad + (i // nrow) * (height + pad), pad + (i % nrow) * (width + pad)
+        canvas[top:top + height, left:left + width] = image
+    return canvas
+
+
+def save_grid(images: np.ndarray, path: str, nrow: int | None = None, scale: int = 3) -> None:
+    """Writes images [n, H, W] in [-1, 1] as one grayscale PNG grid (square by default), atomically.
+
+    Each pixel becomes a ``scale`` x ``scale`` block, so a 28x28 digit is big enough to see.
+    """
+    import matplotlib.image
+
+    nrow = nrow or int(np.ceil(np.sqrt(len(images))))
+    grid = np.kron(grid_image(images, nrow), np.ones((scale, scale), np.float32))
+    tmp = f"{path}.tmp"
+    matplotlib.image.imsave(tmp, grid, cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    os.replace(tmp, path)
+
+
+def grid_files(samples_dir: str) -> list[tuple[int, str]]:
+    """(step, path) of every ``step_XXXXXXX.png`` in ``samples_dir``, by step."""
+    found = []
+    for path in glob.glob(os.path.join(samples_dir, "step_*.png")):
+        match = re.fullmatch(r"step_(\d+)\.png", os.path.basename(path))
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def progress_figure(samples_dir: str, path: str) -> None:
+    """Draws the grids at the start, the middle and the end of training side by side, as in the study."""
+    import matplotlib.image
+    from matplotlib.figure import Figure
+
+    grids = grid_files(samples_dir)
+    if not grids:
+        return
+    last = grids[-1][0]
+    middle = min(grids, key=lambda item: abs(item[0] - last / 2))
+    chosen = [grids[0], middle, grids[-1]]
+    labels = ["start", "middle", "end"]
+    fig = Figure(figsize=(3.2 * len(chosen), 3.6))
+    for i, ((step, grid_path), label) in enumerate(zip(chosen, labels, strict=True)):
+        ax = fig.add_subplot(1, len(chosen), i + 1)
+        ax.imshow(matplotlib.image.imread(grid_path), cmap="gray", interpolation="nearest")
+        ax.set_title(f"{label}: step {step}")
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def loss_figure(metrics_path: str, path: str) -> None:
+    """Plots per-epoch means of the losses and of D(x), D(G(z)) from a metrics.jsonl file."""
+    from matplotlib.figure import Figure
+
+    from jaxgan import jsonl
+
+    records = jsonl.read(metrics_path)
+    if not records:
+        return
+    keys, index = np.unique([r["epoch"] for r in records], return_inverse=True)
+    counts = np.bincount(index)
+
+    def per_epoch(name):
+        """The mean of one metric over each epoch."""
+        return np.bincount(index, weights=[r[name] for r in records]) / counts
+
+    fig = Figure(figsize=(10, 3.6))
+    ax = fig.add_subplot(1, 2, 1)
+    ax.plot(keys, per_epoch("d_loss"), label="discriminator")
+    ax.plot(keys, per_epoch("g_loss"), label="generator")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("BCE loss")
+    ax.legend()
+    ax = fig.add_subplot(1, 2, 2)
+    ax.plot(keys, per_epoch("d_real"), label="D(x)")
+    ax.plot(keys, per_epoch("d_fake"), label="D(G(z))")
+    ax.set_xlabel("epoch")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -1,0 +1,516 @@
+"""Part 2 training: the GAN state, pure ``gen_step``/``disc_step``/``gan_step``, a scanned epoch, and the run.
+
+Data flow: ``train`` puts the uint8 image set [N, 28, 28] on the device once, restores or
+initialises a ``GANState``, and calls one jitted ``train_epoch`` per epoch. Inside it a
+``lax.scan`` shuffles, gathers and scales batches, takes one ``gan_step`` per batch and,
+whenever the step count is a multiple of ``sample_every``, draws the 5x5 grid of the fixed
+noise. The host reads each epoch's per-step metrics and grids once, appends them to
+``metrics.jsonl`` and ``samples/``, and checkpoints every ``checkpoint_every`` epochs.
+
+Randomness: one run key (``GANState.key``, raw uint32 [2]) never changes during the run;
+every draw folds a stream id and an index into it (shuffle: epoch; noise: step; grid:
+none), so a run resumed from a checkpoint draws exactly the numbers an unbroken run draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from flax.training import train_state
+
+from jaxgan import checkpoint, jsonl
+from jaxgan.errors import UserError
+from jaxgan.models.gan import DISC_FEATURES, GEN_FEATURES, IMAGE_SHAPE, IMAGE_SIZE, Discriminator, Generator
+
+KIND = "gan"
+METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fake_called_real",
+           "d_grad_norm", "g_grad_norm", "d_param_norm", "g_param_norm")
+GRID_SIZE = 25  # a 5x5 grid of samples
+# Settings a checkpoint must share with the run that resumes it (the rest, such as the
+# number of epochs or how often to sample, may change between the two).
+MATCH_KEYS = ("latent_dim", "gen_features", "disc_features", "learning_rate", "b1", "b2",
+              "batch_size", "seed")
+_SHUFFLE_STREAM, _NOISE_STREAM, _GRID_STREAM = 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    """The run's settings (the study's by default)."""
+
+    latent_dim: int = 100
+    gen_features: tuple[int, ...] = GEN_FEATURES
+    disc_features: tuple[int, ...] = DISC_FEATURES
+    learning_rate: float = 2e-4
+    b1: float = 0.5
+    b2: float = 0.999
+    batch_size: int = 64
+    epochs: int = 200
+    sample_every: int = 500
+    checkpoint_every: int = 5
+    keep_checkpoints: int = 3
+    seed: int = 0
+
+    def record(self) -> dict:
+        """The config as JSON-ready fields, with ``kind``; stored beside every checkpoint."""
+        fields = dataclasses.asdict(self)
+        fields["gen_features"] = list(self.gen_features)
+        fields["disc_features"] = list(self.disc_features)
+        return {"kind": KIND, **fields}
+
+    @classmethod
+    def from_record(cls, record: dict) -> GANConfig:
+        """Rebuilds a config from ``record()`` output (unknown keys are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in record.items() if k in names}
+        for key in ("gen_features", "disc_features"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        return cls(**fields)
+
+
+class GenState(train_state.TrainState):
+    """The generator's TrainState plus its BatchNorm running statistics."""
+
+    batch_stats: Any = None
+
+
+class GANState(struct.PyTreeNode):
+    """Everything a run needs to continue: both TrainStates, the step count and the run key.
+
+    ``step`` is int32 [] (updates done); ``key`` is the run's raw uint32 [2] PRNG key.
+    """
+
+    gen: GenState
+    disc: train_state.TrainState
+    step: jax.Array
+    key: jax.Array
+
+
+class NonFiniteLoss(UserError):
+    """Training produced a NaN or infinity; the run stops without saving that state."""
+
+
+def make_models(config: GANConfig) -> tuple[Generator, Discriminator]:
+    """The two modules for ``config``; the same objects for the same architecture."""
+    return _models(config.gen_features, config.disc_features)
+
+
+def make_optimizer(config: GANConfig) -> optax.GradientTransformation:
+    """Adam as in PyTorch (eps 1e-8 outside the square root); the same object for the same settings."""
+    return _adam(config.learning_rate, config.b1, config.b2)
+
+
+# The modules and the optimiser are static fields of the TrainStates, so they belong to the
+# jit cache key: caching them on exactly the settings they depend on lets every run of one
+# architecture in a process (say, a run and its resume) share one compiled epoch.
+@functools.cache
+def _models(gen_features: tuple[int, ...], disc_features: tuple[int, ...]) -> tuple[Generator, Discriminator]:
+    """Generator and Discriminator of these layer sizes (cached)."""
+    return Generator(features=gen_features), Discriminator(features=disc_features)
+
+
+@functools.cache
+def _adam(learning_rate: float, b1: float, b2: float) -> optax.GradientTransformation:
+    """optax.adam with PyTorch's eps (cached)."""
+    return optax.adam(learning_rate, b1=b1, b2=b2, eps=1e-8)
+
+
+def _key_for(run_key: jax.Array, stream: int, index: jax.Array | int = 0) -> jax.Array:
+    """The key of draw ``index`` in ``stream``: a pure function of the run key, so resumes redraw it."""
+    return jax.random.fold_in(jax.random.fold_in(run_key, stream), index)
+
+
+def init_state(config: GANConfig) -> GANState:
+    """A fresh GANState from ``config.seed`` (PyTorch-style initialisation, running stats 0 and 1)."""
+    init = _init_function(config.latent_dim, config.gen_features, config.disc_features,
+                          config.learning_rate, config.b1, config.b2)
+    # Committed to the default device, as a state restored by Orbax is: jit caches tell
+    # committed from uncommitted arrays, and a fresh run and its resume should share one.
+    return jax.device_put(init(jax.random.PRNGKey(config.seed)), jax.devices()[0])
+
+
+@functools.cache
+def _init_function(latent_dim: int, gen_features: tuple[int, ...], disc_features: tuple[int, ...],
+                   learning_rate: float, b1: float, b2: float) -> Callable[[jax.Array], GANState]:
+    """The jitted initialiser of one architecture and optimiser (op by op it takes many seconds)."""
+    generator, discriminator = _models(gen_features, disc_features)
+    tx = _adam(learning_rate, b1, b2)
+
+    def init(seed_key: jax.Array) -> GANState:
+        """Initialises both networks and optimisers from one seed key."""
+        gen_init_key, disc_init_key, run_key = jax.random.split(seed_key, 3)
+        gen_vars = generator.init(gen_init_key, jnp.zeros((1, latent_dim)), train=False)
+        disc_vars = discriminator.init(disc_init_key, jnp.zeros((1, IMAGE_SIZE)))
+        # TrainState.create counts steps from a Python 0; an int32 array instead keeps the
+        # state's types equal before and after a step, so the jitted step compiles once.
+        gen = GenState.create(apply_fn=generator.apply, params=gen_vars["params"], tx=tx,
+                              batch_stats=gen_vars["batch_stats"]).replace(step=jnp.zeros((), jnp.int32))
+        disc = train_state.TrainState.create(apply_fn=discriminator.apply, params=disc_vars["params"],
+                                             tx=tx).replace(step=jnp.zeros((), jnp.int32))
+        return GANState(gen=gen, disc=disc, step=jnp.zeros((), jnp.int32), key=run_key)
+
+    return jax.jit(init)
+
+
+def grid_noise(state: GANState, latent_dim: int) -> jax.Array:
+    """The run's fixed sample noise [25, latent_dim], the same for the whole run and across resumes."""
+    grid_key = _key_for(state.key, _GRID_STREAM)
+    return jax.random.normal(grid_key, (GRID_SIZE, latent_dim))
+
+
+def generate(gen: GenState, noise: jax.Array) -> jax.Array:
+    """Eval-mode (running BatchNorm statistics) images [n, 784] in [-1, 1] from noise [n, latent]."""
+    return gen.apply_fn({"params": gen.params, "batch_stats": gen.batch_stats}, noise, train=False)
+
+
+def _bce(logits: jax.Array, target: float) -> jax.Array:
+    """Mean binary cross-entropy of logits [B] against a constant label."""
+    return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, target)).mean()
+
+
+def gen_step(gen: GenState, disc: train_state.TrainState, noise: jax.Array
+             ) -> tuple[GenState, jax.Array, dict]:
+    """One generator update with the non-saturating loss -log D(G(z)); noise [B, latent].
+
+    Returns the new state, the fakes [B, 784] of this forward pass (made by the generator
+    before its update, so ``disc_step`` can reuse them as the template's ``.detach()`` does)
+    and metrics. The forward pass runs in train mode, updating the running statistics once.
+    """
+
+    def loss_fn(params):
+        """Non-saturating generator loss, with the fakes and new running stats as aux."""
+        fake, updates = gen.apply_fn({"params": params, "batch_stats": gen.batch_stats}, noise,
+                                     train=True, mutable=["batch_stats"])
+        logits = disc.apply_fn({"params": disc.params}, fake)
+        return _bce(logits, 1.0), (fake, updates["batch_stats"])
+
+    (loss, (fake, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(gen.params)
+    gen = gen.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = {"g_loss": loss, "g_grad_norm": optax.tree.norm(grads),
+               "g_param_norm": optax.tree.norm(gen.params)}
+    return gen, fake, metrics
+
+
+def disc_step(disc: train_state.TrainState, real: jax.Array, fake: jax.Array
+              ) -> tuple[train_state.TrainState, dict]:
+    """One discriminator update on real [B, 784] (label 1) and fake [B, 784] (label 0) images.
+
+    The loss is the minimax value -[log D(x) + log(1 - D(G(z)))], batch means summed.
+    """
+    batch = real.shape[0]
+
+    def loss_fn(params):
+        """Minimax discriminator loss, with both logits as aux."""
+        # One pass over real and fake together: the discriminator has no batch statistics.
+        logits = disc.apply_fn({"params": params}, jnp.concatenate([real, fake]))
+        real_logits, fake_logits = logits[:batch], logits[batch:]
+        return _bce(real_logits, 1.0) + _bce(fake_logits, 0.0), (real_logits, fake_logits)
+
+    (loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(disc.params)
+    disc = disc.apply_gradients(grads=grads)
+    metrics = {"d_loss": loss, "d_real": jax.nn.sigmoid(real_logits).mean(),
+               "d_fake": jax.nn.sigmoid(fake_logits).mean(),
+               "fake_called_real": (fake_logits > 0).mean(dtype=jnp.float32),
+               "d_grad_norm": optax.tree.norm(grads), "d_param_norm": optax.tree.norm(disc.params)}
+    return disc, metrics
+
+
+def gan_step(state: GANState, real_batch: jax.Array, noise_key: jax.Array) -> tuple[GANState, dict]:
+    """One training step on real images [B, 784] (or [B, 28, 28]) in [-1, 1]; metrics are scalars.
+
+    The study's template order: the generator step first, then the discriminator step on
+    the same real batch and on the fakes of that one generator forward pass (detached),
+    so each step draws one noise batch and runs the generator forward once.
+    """
+    real = real_batch.reshape(real_batch.shape[0], -1)
+    noise = jax.random.normal(noise_key, (real.shape[0], latent_dim_of(state.gen.params)))
+    gen, fake, gen_metrics = gen_step(state.gen, state.disc, noise)
+    disc, disc_metrics = disc_step(state.disc, real, jax.lax.stop_gradient(fake))
+    state = state.replace(gen=gen, disc=disc, step=state.step + 1)
+    return state, {**gen_metrics, **disc_metrics}
+
+
+def grid_slots(steps_per_epoch: int, sample_every: int) -> int:
+    """How many grids one epoch can hold: multiples of ``sample_every`` in any run of that many steps."""
+    return math.ceil(steps_per_epoch / sample_every)
+
+
+def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_size: int,
+                sample_every: int) -> tuple[GANState, dict, jax.Array, jax.Array]:
+    """One epoch in ``lax.scan``: images uint8 [N, 28, 28] on the device, noise [25, latent].
+
+    Batches come from a permutation drawn from (run key, epoch); the last N % batch_size
+    images of each permutation are dropped (a full batch every step, PyTorch's drop_last).
+    Returns the new state, metrics {name: [steps]}, grids [slots, 25, 784] and their steps
+    [slots] (-1 for an unused slot): a grid is drawn *before* the update of every step
+    whose count of updates done is a multiple of ``sample_every``, so it shows the
+    generator after exactly that many updates.
+    """
+    steps = images.shape[0] // batch_size
+    epoch = state.step // steps
+    shuffle_key = _key_for(state.key, _SHUFFLE_STREAM, epoch)
+    order = jax.random.permutation(shuffle_key, images.shape[0])[: steps * batch_size]
+    slots = grid_slots(steps, sample_every)
+    grids = jnp.zeros((slots, noise.shape[0], IMAGE_SIZE), jnp.float32)
+    grid_steps = jnp.full((slots,), -1, jnp.int32)
+
+    def draw_grid(buffers, gen, step):
+        """Writes the eval-mode grid of the fixed noise into the next free slot."""
+        grids, grid_steps, slot = buffers
+        return grids.at[slot].set(generate(gen, noise)), grid_steps.at[slot].set(step), slot + 1
+
+    def body(carry, batch_indices):
+        """One step: maybe a grid, then a gan_step on the gathered, scaled batch."""
+        state, buffers = carry
+        buffers = jax.lax.cond(state.step % sample_every == 0, draw_grid, lambda b, *_: b,
+                               buffers, state.gen, state.step)
+        real = images[batch_indices].astype(jnp.float32) / 127.5 - 1.0  # [0, 255] -> [-1, 1]
+        noise_key = _key_for(state.key, _NOISE_STREAM, state.step)
+        state, metrics = gan_step(state, real, noise_key)
+        return (state, buffers), metrics
+
+    init = (state, (grids, grid_steps, jnp.zeros((), jnp.int32)))
+    (state, (grids, grid_steps, _)), metrics = jax.lax.scan(body, init, order.reshape(steps, batch_size))
+    return state, metrics, grids, grid_steps
+
+
+@functools.cache
+def epoch_function(batch_size: int, sample_every: int) -> Callable:
+    """``train_epoch`` jitted, state donated; cached, so runs in one process share compilations."""
+    return jax.jit(functools.partial(train_epoch, batch_size=batch_size, sample_every=sample_every),
+                   donate_argnums=0)
+
+
+def fingerprint(images: np.ndarray) -> str:
+    """A short SHA-256 of the image bytes, so a resume on other data is caught."""
+    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:16]
+
+
+def _validate_images(images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Checks the image set is uint8 [N, 28, 28] with at least one full batch."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE:
+        raise UserError("the GAN trains on uint8 images [N, 28, 28], not "
+                        f"{images.dtype} {list(images.shape)}")
+    if batch_size > images.shape[0]:
+        raise UserError(f"the batch size {batch_size} is larger than the {images.shape[0]} images "
+                        "of the data set")
+    return images
+
+
+def _write_json(path: str, obj: dict) -> None:
+    """Writes JSON through a temporary file and a rename, so it is never half-written."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _sample_path(samples_dir: str, step: int) -> str:
+    """Where the grid after ``step`` updates goes."""
+    return os.path.join(samples_dir, f"step_{step:07d}.png")
+
+
+def _records(metrics: dict, first_step: int, epoch: int) -> list[dict]:
+    """One JSON record per step; float32 values written in their shortest exact form."""
+    names = [m for m in METRICS if m in metrics]
+    columns = [[float(str(v)) for v in np.asarray(metrics[m], np.float32)] for m in names]
+    return [{"step": first_step + i, "epoch": epoch, **dict(zip(names, values, strict=True))}
+            for i, values in enumerate(zip(*columns, strict=True))]
+
+
+def _first_non_finite(metrics: dict) -> tuple[int, str, float] | None:
+    """(index, name, value) of the first step with a non-finite metric, or None."""
+    bad = None
+    for name in METRICS:
+        values = np.asarray(metrics[name])
+        where = np.flatnonzero(~np.isfinite(values))
+        if where.size and (bad is None or where[0] < bad[0]):
+            bad = (int(where[0]), name, float(values[where[0]]))
+    return bad
+
+
+def _resume_or_init(manager, config: GANConfig, record: dict, checkpoint_dir: str
+                    ) -> tuple[GANState, int | None]:
+    """The newest checkpoint's state (after checking it fits this run) or a fresh one."""
+    resumed_step = checkpoint.latest_step(manager)
+    if resumed_step is None:
+        return init_state(config), None
+    abstract = jax.eval_shape(functools.partial(init_state, config))
+    state, saved = checkpoint.restore(manager, abstract, kind=KIND,
+                                      must_match={k: record[k] for k in MATCH_KEYS})
+    if (saved.get("num_images"), saved.get("data_sha256")) != (record["num_images"], record["data_sha256"]):
+        theirs = f"{saved.get('source') or 'unknown source'}, {saved.get('num_images')} images"
+        ours = f"{record['source'] or 'given array'}, {record['num_images']} images"
+        raise UserError(f"the checkpoint in {checkpoint_dir} was trained on other images ({theirs}) "
+                        f"than this run's ({ours})")
+    return state, resumed_step
+
+
+def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, first_step: int, epoch: int,
+                 metrics_path: str, samples_dir: str) -> tuple[int, str, float] | None:
+    """Appends the epoch's step records and saves its grids, up to the first non-finite step.
+
+    Returns that step's (index, metric, value), or None when the whole epoch was finite.
+    """
+    from jaxgan.plotting import gan as plots
+
+    bad = _first_non_finite(metrics)
+    good = len(metrics["d_loss"]) if bad is None else bad[0]
+    jsonl.append(metrics_path, _records({k: v[:good] for k, v in metrics.items()}, first_step, epoch))
+    for grid, step in zip(grids, grid_steps, strict=True):
+        if 0 <= step < first_step + good:  # step -1 marks an unused slot
+            plots.save_grid(grid.reshape(-1, *IMAGE_SHAPE), _sample_path(samples_dir, int(step)))
+    return bad
+
+
+def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir: str,
+          source: str = "", progress: Callable[[dict], None] | None = None) -> dict:
+    """Trains (or resumes) the GAN on uint8 images [N, 28, 28] up to ``config.epochs`` in total.
+
+    Writes ``config.json``, ``metrics.jsonl`` (one line per step), ``samples/step_XXXXXXX.png``
+    and, at the end, ``progress.png`` (grids at the start, middle and end) and ``losses.png``
+    in ``workdir``; checkpoints go to ``checkpoint_dir``, and one that holds any is resumed
+    from its newest. ``progress`` gets a ``{"event": "start", ...}`` dict, then one
+    ``{"event": "epoch", ...}`` dict per epoch. Returns a summary: the final step and epoch,
+    the last epoch's means, compile and training seconds, steps/s, and the final state.
+    """
+    from jaxgan.plotting import gan as plots  # matplotlib only once a run draws pictures
+
+    images = _validate_images(images, config.batch_size)
+    num_images = images.shape[0]
+    steps_per_epoch = num_images // config.batch_size
+    record = {**config.record(), "source": source, "num_images": num_images,
+              "data_sha256": fingerprint(images), "steps_per_epoch": steps_per_epoch,
+              "dropped_per_epoch": num_images % config.batch_size}
+    samples_dir = os.path.join(workdir, "samples")
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    try:
+        os.makedirs(samples_dir, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {samples_dir}: {err.strerror}") from None
+    report = progress or (lambda info: None)
+
+    manager = checkpoint.open_manager(checkpoint_dir, max_to_keep=config.keep_checkpoints)
+    try:
+        state, resumed_step = _resume_or_init(manager, config, record, checkpoint_dir)
+        start_step = int(state.step)
+        # Whatever the workdir holds beyond the starting point belongs to a run that is now
+        # being redone: the log is cut there and later grids are drawn again.
+        jsonl.truncate_after(metrics_path, "step", start_step)
+        for step, path in plots.grid_files(samples_dir):
+            if step > start_step:
+                os.remove(path)
+        _write_json(os.path.join(workdir, "config.json"), record)
+
+        images_dev = jax.device_put(images)  # the whole set, once, as uint8
+        noise = grid_noise(state, config.latent_dim)
+        start_epoch = start_step // steps_per_epoch
+        report({"event": "start", "epoch": start_epoch, "epochs": config.epochs, "step": start_step,
+                "resumed": resumed_step is not None, "steps_per_epoch": steps_per_epoch})
+        tick = time.perf_counter()
+        if start_epoch < config.epochs:  # compiled once here; every epoch reuses it
+            compiled = epoch_function(config.batch_size, config.sample_every).lower(
+                state, images_dev, noise).compile()
+        compile_s = time.perf_counter() - tick
+
+        train_s, last = 0.0, {}
+        for epoch in range(start_epoch, config.epochs):
+            tick = time.perf_counter()
+            state, metrics, grids, grid_steps = compiled(state, images_dev, noise)
+            metrics, grids, grid_steps = jax.device_get((metrics, grids, grid_steps))  # the one sync
+            seconds = time.perf_counter() - tick
+            train_s += seconds
+            first_step = epoch * steps_per_epoch + 1
+            bad = _write_epoch(metrics, grids, grid_steps, first_step=first_step, epoch=epoch + 1,
+                               metrics_path=metrics_path, samples_dir=samples_dir)
+            if bad is not None:  # the state is not saved; the newest checkpoint stays the last good one
+                index, name, value = bad
+                newest = checkpoint.latest_step(manager)
+                kept = f"the checkpoint at step {newest}" if newest is not None else "no checkpoint"
+                raise NonFiniteLoss(f"{name} became {value} at step {first_step + index} "
+                                    f"(epoch {epoch + 1}), so training stopped without saving; "
+                                    f"{kept} holds the last good state")
+            step = int(state.step)
+            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+                checkpoint.save(manager, step, state, record)
+            last = {k: float(np.mean(metrics[k])) for k in METRICS}
+            report({"event": "epoch", "epoch": epoch + 1, "epochs": config.epochs, "step": step,
+                    "steps_per_s": steps_per_epoch / seconds, **last})
+
+        final_step = int(state.step)
+        gen_variables = {"params": state.gen.params, "batch_stats": state.gen.batch_stats}
+        plots.save_grid(np.asarray(decode(gen_variables, noise)), _sample_path(samples_dir, final_step))
+        plots.progress_figure(samples_dir, os.path.join(workdir, "progress.png"))
+        if os.path.exists(metrics_path):
+            plots.loss_figure(metrics_path, os.path.join(workdir, "losses.png"))
+    finally:
+        manager.wait_until_finished()  # a save already started completes, even after a failure
+        manager.close()
+    trained = final_step - start_step
+    return {"step": final_step, "epoch": final_step // steps_per_epoch, "resumed_from": resumed_step,
+            "compile_s": compile_s, "train_s": train_s,
+            "steps_per_s": trained / train_s if train_s else float("nan"), "last_epoch": last,
+            "state": state}
+
+
+def restore_generator(checkpoint_dir: str, step: int | None = None) -> tuple[dict, dict]:
+    """The generator's variables ``{"params", "batch_stats"}`` and its run's config plus ``checkpoint_step``.
+
+    Reads the newest (or the given) checkpoint into an abstract target from
+    ``jax.eval_shape``, built from the config saved beside it.
+    """
+    manager = checkpoint.open_manager(checkpoint_dir, create=False)
+    try:
+        step, record = checkpoint.read_config(manager, step)
+        if record.get("kind") != KIND:
+            raise UserError(f"{checkpoint_dir} holds a {record.get('kind', 'unknown')!r} checkpoint, "
+                            "not a GAN one")
+        config = GANConfig.from_record(record)
+        abstract = jax.eval_shape(functools.partial(init_state, config))
+        state, record = checkpoint.restore(manager, abstract, kind=KIND, step=step)
+    finally:
+        manager.close()
+    gen_variables = {"params": state.gen.params, "batch_stats": state.gen.batch_stats}
+    return gen_variables, {**record, "checkpoint_step": step}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _generate(generator: Generator, variables: dict, noise: jax.Array) -> jax.Array:
+    """Eval-mode generator forward pass: noise [n, latent] -> [n, 784]."""
+    return generator.apply(variables, noise, train=False)
+
+
+def decode(gen_variables: dict, noise: jax.Array) -> jax.Array:
+    """Eval-mode images float32 [n, 28, 28] in [-1, 1] from latents [n, latent] (e.g. an interpolation)."""
+    params = gen_variables["params"]
+    depth = len([name for name in params if name.startswith("dense")])
+    # The layer sizes are read off the weights, so any saved generator decodes without its config.
+    features = tuple(params[f"dense{i}"]["kernel"].shape[1] for i in range(1, depth))
+    images = _generate(Generator(features=features), gen_variables, jnp.asarray(noise, jnp.float32))
+    return images.reshape(-1, *IMAGE_SHAPE)
+
+
+def latent_dim_of(gen_params: dict) -> int:
+    """The latent size a generator's parameters expect."""
+    return int(gen_params["dense1"]["kernel"].shape[0])
+
+
+def sample(gen_variables: dict, key: jax.Array, n: int) -> jax.Array:
+    """``n`` eval-mode samples float32 [n, 28, 28] in [-1, 1] from standard normal noise of ``key``."""
+    noise = jax.random.normal(key, (n, latent_dim_of(gen_variables["params"])))
+    return decode(gen_variables, noise)

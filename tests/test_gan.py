@@ -1,0 +1,274 @@
+"""The MLP GAN: exact architecture, one step, no recompilation, learning on real digits, resume, CLI.
+
+Every run here trains on 640 images in batches of 64 and samples every 5 steps, so the whole
+file compiles the scanned epoch once and shares it (``epoch_function`` is cached).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import _cli, train_gan
+from experiments import sample as sample_cli
+from jaxgan import checkpoint, jsonl
+from jaxgan.data.images import load_images
+from jaxgan.errors import UserError
+from jaxgan.models.gan import BatchNorm1d, Discriminator, Generator
+from jaxgan.train import gan
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+SMALL = 640  # images per small run: 10 steps of 64 per epoch
+SAMPLE_EVERY = 5
+BATCH = 64
+
+
+def _small_config(**changes) -> gan.GANConfig:
+    """The study's architecture and optimiser with the test's sampling cadence."""
+    return gan.GANConfig(**{"sample_every": SAMPLE_EVERY, "checkpoint_every": 2, **changes})
+
+
+@pytest.fixture(scope="module")
+def real_images() -> np.ndarray:
+    """The real MNIST test split when the shared folder exists, else scikit-learn's digits."""
+    if MNIST_DIR.is_dir():
+        return load_images(f"idx:{MNIST_DIR}", split="test").images
+    return load_images("digits", split="train").images
+
+
+@pytest.fixture(scope="module")
+def small_images(real_images) -> np.ndarray:
+    """The first 640 real images, uint8 [640, 28, 28]."""
+    return real_images[:SMALL]
+
+
+@pytest.fixture(scope="module")
+def jitted_step():
+    """``gan_step`` jitted once for the whole file (no donation, so tests can compare states)."""
+    return jax.jit(gan.gan_step)
+
+
+def _leaves(tree) -> list[np.ndarray]:
+    """The tree's leaves as numpy arrays."""
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _dense_count(sizes: list[int]) -> int:
+    """Weights and biases of a chain of Linear layers through ``sizes``."""
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+
+def test_parameter_counts_and_shapes():
+    state = gan.init_state(gan.GANConfig())
+    gen_expected = _dense_count([100, 128, 256, 512, 1024, 784]) + 2 * (256 + 512 + 1024)  # + BN scale, bias
+    disc_expected = _dense_count([784, 512, 256, 1])
+    assert gen_expected == 1_510_032 and disc_expected == 533_505
+    assert sum(x.size for x in _leaves(state.gen.params)) == gen_expected
+    assert sum(x.size for x in _leaves(state.disc.params)) == disc_expected
+    assert sum(x.size for x in _leaves(state.gen.batch_stats)) == 2 * (256 + 512 + 1024)
+    variables = {"params": state.gen.params, "batch_stats": state.gen.batch_stats}
+    images = jax.eval_shape(functools.partial(Generator().apply, train=False), variables, jnp.ones((3, 100)))
+    assert images.shape == (3, 784)
+    logits = jax.eval_shape(Discriminator().apply, {"params": state.disc.params}, jnp.ones((3, 28, 28)))
+    assert logits.shape == (3,)
+    assert state.key.dtype == jnp.uint32 and state.key.shape == (2,)
+
+
+def test_linear_layers_start_like_pytorch():
+    params = gan.init_state(gan.GANConfig()).gen.params
+    for name in ("dense1", "dense5"):
+        kernel, bias = np.asarray(params[name]["kernel"]), np.asarray(params[name]["bias"])
+        bound = 1 / np.sqrt(kernel.shape[0])
+        assert 0.95 * bound < np.abs(kernel).max() <= bound
+        assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0.5 * bound
+
+
+def test_batchnorm_has_pytorch_batchnorm1d_semantics():
+    x = np.random.default_rng(0).normal(2.0, 3.0, (8, 4)).astype(np.float32)
+    bn = BatchNorm1d()
+    variables = bn.init(jax.random.PRNGKey(0), x, train=True)
+    np.testing.assert_array_equal(variables["batch_stats"]["mean"], np.zeros(4))
+    np.testing.assert_array_equal(variables["batch_stats"]["var"], np.ones(4))
+    out, updates = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+    expected = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5)  # biased variance normalises
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    # Running averages with PyTorch's momentum 0.1, and the *unbiased* variance.
+    np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.1 * x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 + 0.1 * x.var(0, ddof=1), rtol=1e-5)
+    evaluated = bn.apply({**variables, **updates}, x, train=False)
+    running_mean, running_var = updates["batch_stats"]["mean"], updates["batch_stats"]["var"]
+    np.testing.assert_allclose(evaluated, (x - running_mean) / np.sqrt(running_var + 1e-5), rtol=1e-5)
+
+
+def test_one_step_changes_every_parameter_finitely_and_compiles_once(jitted_step, small_images):
+    state = gan.init_state(gan.GANConfig())
+    real = jnp.asarray(small_images[:BATCH], jnp.float32) / 127.5 - 1.0
+    new, metrics = jitted_step(state, real, jax.random.PRNGKey(1))
+    for name in ("gen", "disc"):
+        for before, after in zip(_leaves(getattr(state, name).params), _leaves(getattr(new, name).params),
+                                 strict=True):
+            assert np.isfinite(after).all()
+            assert (before != after).any(), f"a {name} parameter did not move"
+    for before, after in zip(_leaves(state.gen.batch_stats), _leaves(new.gen.batch_stats), strict=True):
+        assert np.isfinite(after).all() and (before != after).any()
+    assert int(new.step) == 1 and int(new.gen.step) == 1 and int(new.disc.step) == 1
+    assert set(metrics) == set(gan.METRICS)
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    np.testing.assert_array_equal(new.key, state.key)  # the run key never changes
+    jitted_step(new, real, jax.random.PRNGKey(2))
+    assert jitted_step._cache_size() == 1
+
+
+def test_a_few_hundred_steps_teach_the_generator_to_fool_the_discriminator(real_images):
+    # Measured on MNIST: the discriminator first learns to reject nearly every fake (the
+    # share it calls real falls from ~1 to ~0 by step 60-80), then the generator wins back
+    # a good part (~0.4 by step 150). 200 steps, each epoch on the next 640 real images.
+    state = gan.init_state(gan.GANConfig())
+    epoch_fn = gan.epoch_function(BATCH, SAMPLE_EVERY)
+    noise = gan.grid_noise(state, 100)
+    called_real = []
+    for epoch in range(20):
+        chunk = real_images[(epoch * SMALL) % (len(real_images) - SMALL):][:SMALL]
+        state, metrics, _, _ = epoch_fn(state, jnp.asarray(chunk), noise)
+        metrics = jax.device_get(metrics)
+        assert all(np.isfinite(v).all() for v in metrics.values())
+        called_real.extend(metrics["fake_called_real"])
+    assert epoch_fn._cache_size() == 1
+    windows = np.array(called_real).reshape(-1, 10).mean(axis=1)  # 20 windows of 10 steps
+    early_low, late = windows[:10].min(), windows[-5:].mean()
+    assert early_low < 0.1, f"the discriminator never learned to reject fakes: {windows.round(2)}"
+    assert late > early_low + 0.15, f"the generator never won fakes back: {windows.round(2)}"
+
+
+def _run(images, config, tmp_path, name):
+    """Trains into tmp_path/name/{run,ck}."""
+    return gan.train(images, config, workdir=str(tmp_path / name / "run"),
+                     checkpoint_dir=str(tmp_path / name / "ck"), source="test images")
+
+
+@pytest.fixture(scope="module")
+def straight_run(small_images, tmp_path_factory):
+    """Four epochs in one go (checkpoints at epochs 2 and 4)."""
+    tmp = tmp_path_factory.mktemp("gan")
+    return tmp, _run(small_images, _small_config(epochs=4), tmp, "straight")
+
+
+def test_resumed_run_ends_bit_for_bit_in_the_uninterrupted_state(straight_run, small_images):
+    tmp, straight = straight_run
+    first = _run(small_images, _small_config(epochs=2), tmp, "resumed")
+    assert first["step"] == 20 and first["resumed_from"] is None
+    second = _run(small_images, _small_config(epochs=4), tmp, "resumed")
+    assert second["resumed_from"] == 20 and second["step"] == 40
+    for a, b in zip(_leaves(straight["state"]), _leaves(second["state"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert jax.tree.structure(straight["state"]) == jax.tree.structure(second["state"])
+    # The logs and the pictures agree too: 40 step records, grids every 5 steps.
+    logs = [(tmp / name / "run" / "metrics.jsonl").read_text() for name in ("straight", "resumed")]
+    assert logs[0] == logs[1]
+    assert [r["step"] for r in jsonl.read(tmp / "straight" / "run" / "metrics.jsonl")] == list(range(1, 41))
+    for name in ("straight", "resumed"):
+        grids = sorted(p.name for p in (tmp / name / "run" / "samples").glob("step_*.png"))
+        assert grids == [f"step_{s:07d}.png" for s in range(0, 41, 5)]
+        assert (tmp / name / "run" / "progress.png").is_file()
+    for step in range(0, 41, 5):
+        grid = f"samples/step_{step:07d}.png"
+        assert (tmp / "straight" / "run" / grid).read_bytes() == (tmp / "resumed" / "run" / grid).read_bytes()
+
+
+def test_restored_generator_draws_the_live_generators_images(straight_run):
+    tmp, straight = straight_run
+    variables, config = gan.restore_generator(str(tmp / "straight" / "ck"))
+    assert config["checkpoint_step"] == 40 and config["latent_dim"] == 100
+    live = straight["state"].gen
+    noise = jax.random.normal(jax.random.PRNGKey(5), (6, 100))
+    restored_images = gan.decode(variables, noise)
+    live_images = gan.decode({"params": live.params, "batch_stats": live.batch_stats}, noise)
+    np.testing.assert_array_equal(restored_images, live_images)
+    images = gan.sample(variables, jax.random.PRNGKey(0), 6)
+    assert images.shape == (6, 28, 28) and images.dtype == jnp.float32
+    assert float(jnp.abs(images).max()) <= 1.0
+    older, config = gan.restore_generator(str(tmp / "straight" / "ck"), step=20)
+    assert config["checkpoint_step"] == 20
+    assert not np.array_equal(older["params"]["dense1"]["kernel"], variables["params"]["dense1"]["kernel"])
+
+
+def test_a_checkpoint_of_other_settings_or_images_is_one_sentence(straight_run, small_images):
+    tmp, _ = straight_run
+    kwargs = dict(workdir=str(tmp / "other"), checkpoint_dir=str(tmp / "straight" / "ck"))
+    with pytest.raises(UserError, match="latent_dim=100, but this run has latent_dim=50"):
+        gan.train(small_images, _small_config(epochs=6, latent_dim=50), **kwargs)
+    with pytest.raises(UserError, match="learning_rate"):
+        gan.train(small_images, _small_config(epochs=6, learning_rate=1e-3), **kwargs)
+    with pytest.raises(UserError, match="other images"):
+        gan.train(small_images[::-1].copy(), _small_config(epochs=6), **kwargs)
+    with pytest.raises(UserError, match="no checkpoint"):
+        gan.restore_generator(str(tmp / "nowhere"))
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(straight_run, small_images):
+    tmp, straight = straight_run
+    # A checkpoint whose discriminator holds a NaN: the first step after it must stop the run.
+    state = straight["state"]
+    kernel = state.disc.params["dense1"]["kernel"].at[0, 0].set(jnp.nan)
+    params = {**state.disc.params, "dense1": {**state.disc.params["dense1"], "kernel": kernel}}
+    poisoned = state.replace(disc=state.disc.replace(params=params))
+    reader = checkpoint.open_manager(tmp / "straight" / "ck", create=False)
+    _, record = checkpoint.read_config(reader)
+    reader.close()
+    manager = checkpoint.open_manager(tmp / "nan" / "ck")
+    checkpoint.save(manager, 40, poisoned, record)
+    manager.wait_until_finished()
+    manager.close()
+    with pytest.raises(gan.NonFiniteLoss, match=r"d_loss became nan at step 41 \(epoch 5\).*step 40"):
+        _run(small_images, _small_config(epochs=6), tmp, "nan")
+    manager = checkpoint.open_manager(tmp / "nan" / "ck", create=False)
+    assert list(manager.all_steps()) == [40]
+    manager.close()
+    assert not (tmp / "nan" / "run" / "metrics.jsonl").read_text().strip()
+
+
+def _write_idx(folder: pathlib.Path, images: np.ndarray) -> None:
+    """Writes images and zero labels as the uncompressed IDX test split."""
+    folder.mkdir(parents=True)
+    header = np.array([2051, len(images), 28, 28], ">i4").tobytes()
+    (folder / "t10k-images-idx3-ubyte").write_bytes(header + images.tobytes())
+    labels = np.zeros(len(images), np.uint8)
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(np.array([2049, len(images)], ">i4").tobytes()
+                                                   + labels.tobytes())
+
+
+def test_command_line_trains_samples_and_rejects_bad_input(small_images, tmp_path, capsys):
+    _write_idx(tmp_path / "idx", small_images)
+    run, ck = tmp_path / "run", tmp_path / "ck"
+    train_gan.main(["--dataset", f"idx:{tmp_path / 'idx'}", "--split", "test", "--epochs", "2",
+                    "--sample-every", str(SAMPLE_EVERY), "--checkpoint-every", "1",
+                    "--workdir", str(run), "--checkpoint-dir", str(ck)])
+    assert len(jsonl.read(run / "metrics.jsonl")) == 20
+    assert json.loads((run / "config.json").read_text())["num_images"] == SMALL
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
+        f"step_{s:07d}.png" for s in (0, 5, 10, 15, 20)]
+    assert (run / "progress.png").is_file() and (run / "losses.png").is_file()
+    assert sorted(int(p.name) for p in ck.iterdir() if p.name.isdigit()) == [10, 20]
+    out, png = tmp_path / "out" / "samples.npy", tmp_path / "out" / "grid.png"
+    sample_cli.main(["--checkpoint-dir", str(ck), "--n", "7", "--seed", "1", "--out", str(out),
+                     "--png", str(png)])
+    drawn = np.load(out)
+    assert drawn.shape == (7, 28, 28) and drawn.dtype == np.float32
+    assert -1.0 <= drawn.min() and drawn.max() <= 1.0 and png.is_file()
+    assert not list(out.parent.glob("*.tmp*"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.run(train_gan.main, ["--dataset", f"idx:{tmp_path / 'idx'}", "--split", "test",
+                                  "--batch-size", "1000", "--workdir", str(run),
+                                  "--checkpoint-dir", str(tmp_path / "ck2")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: the batch size 1000 is larger than the {SMALL} images of the data set"
