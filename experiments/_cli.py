@@ -11,26 +11,23 @@ from collections.abc import Callable, Sequence
 from jaxgan.errors import UserError
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
+def int_at_least(minimum: int):
+    """argparse type factory: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def positive_float(text: str) -> float:
@@ -42,6 +39,43 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{value} is not a positive number")
     return value
+
+
+def float_between(low: float, high: float, *, low_inclusive: bool = False):
+    """argparse type factory: a number in (low, high), or [low, high) with ``low_inclusive``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        above_low = value >= low if low_inclusive else value > low
+        if not (above_low and value < high):
+            bracket = "[" if low_inclusive else "("
+            raise argparse.ArgumentTypeError(f"{value} is not in {bracket}{low}, {high})")
+        return value
+
+    return parse
+
+
+def add_image_flags(parser: argparse.ArgumentParser, split_help: str) -> None:
+    """The image-source flags every image experiment shares: --dataset, --split, --data-dir."""
+    parser.add_argument("--dataset", default="auto",
+                        help="image source: mnist (tfds), idx:DIR (raw IDX files), digits (sklearn, "
+                             "offline) or auto (mnist if prepared, else digits) (default: %(default)s)")
+    parser.add_argument("--split", default="train", choices=("train", "test"),
+                        help=f"{split_help} (default: %(default)s)")
+    parser.add_argument("--data-dir", default=None,
+                        help="tfds data directory for mnist/auto (default: tfds's own)")
+
+
+def load_image_flags(args: argparse.Namespace):
+    """Loads the images the image flags name and prints what was loaded; returns the ImageSet."""
+    from jaxgan.data.images import load_images
+
+    image_set = load_images(args.dataset, split=args.split, data_dir=args.data_dir)
+    print(f"images: {image_set.source}")
+    return image_set
 
 
 def writable_dir(path: str) -> str:

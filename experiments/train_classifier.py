@@ -12,36 +12,18 @@ from experiments import _cli
 from jaxgan.errors import UserError
 
 
-def _fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not strictly between 0 and 1")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The flags; every default is the project's setting."""
     parser = argparse.ArgumentParser(prog="python -m experiments.train_classifier", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="auto",
-                        help="image source: mnist (tfds), idx:DIR (raw IDX files), digits (sklearn, "
-                             "offline) or auto (mnist if prepared, else digits) (default: %(default)s)")
-    parser.add_argument("--split", default="train", choices=("train", "test"),
-                        help="which split of the source to load; the held-out part is cut from it "
-                             "(default: %(default)s)")
-    parser.add_argument("--data-dir", default=None, help="tfds data directory for mnist/auto "
-                        "(default: tfds's own)")
+    _cli.add_image_flags(parser, "which split of the source to load; the held-out part is cut from it")
     parser.add_argument("--epochs", type=_cli.positive_int, default=20,
                         help="passes over the training part (default: %(default)s)")
     parser.add_argument("--batch-size", type=_cli.positive_int, default=128,
                         help="images per Adam step (default: %(default)s)")
     parser.add_argument("--learning-rate", type=_cli.positive_float, default=1e-3,
                         help="Adam learning rate (default: %(default)s)")
-    parser.add_argument("--holdout", type=_fraction, default=0.2,
+    parser.add_argument("--holdout", type=_cli.float_between(0.0, 1.0), default=0.2,
                         help="fraction of the images held out for evaluation, drawn from the seed; "
                              "0.2 of the 10,000 MNIST test images trains on 8,000 and holds out "
                              "2,000 (default: %(default)s)")
@@ -63,12 +45,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     _cli.writable_dir(args.workdir)
     from tqdm import tqdm
 
-    from jaxgan.data.images import load_images
     from jaxgan.train.classifier import ClassifierConfig, train_classifier
 
     print(_cli.describe_devices())
-    image_set = load_images(args.dataset, split=args.split, data_dir=args.data_dir)
-    print(f"images: {image_set.source}")
+    image_set = _cli.load_image_flags(args)
     if image_set.labels is None:
         raise UserError(f"{image_set.source} has no labels; the classifier needs labelled digits")
     config = ClassifierConfig(epochs=args.epochs, batch_size=args.batch_size,

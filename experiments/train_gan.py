@@ -15,28 +15,11 @@ from collections.abc import Sequence
 from experiments import _cli
 
 
-def _probability(text: str) -> float:
-    """argparse type: a number in [0, 1), as Adam's betas must be."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1)")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The flags; every default is the study's setting."""
     parser = argparse.ArgumentParser(prog="python -m experiments.train_gan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="auto",
-                        help="image source: mnist (tfds), idx:DIR (raw IDX files), digits (sklearn, "
-                             "offline) or auto (mnist if prepared, else digits) (default: %(default)s)")
-    parser.add_argument("--split", default="train", choices=("train", "test"),
-                        help="which split of the source to train on (default: %(default)s)")
-    parser.add_argument("--data-dir", default=None,
-                        help="tfds data directory for mnist/auto (default: tfds's own)")
+    _cli.add_image_flags(parser, "which split of the source to train on")
     parser.add_argument("--epochs", type=_cli.positive_int, default=200,
                         help="total passes over the images; a resumed run continues up to this "
                              "many (default: %(default)s)")
@@ -45,9 +28,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "is dropped (default: %(default)s)")
     parser.add_argument("--lr", type=_cli.positive_float, default=2e-4,
                         help="Adam learning rate of both networks (default: %(default)s)")
-    parser.add_argument("--b1", type=_probability, default=0.5,
+    parser.add_argument("--b1", type=_cli.float_between(0.0, 1.0, low_inclusive=True), default=0.5,
                         help="Adam beta1 (default: %(default)s; PyTorch's own default is 0.9)")
-    parser.add_argument("--b2", type=_probability, default=0.999,
+    parser.add_argument("--b2", type=_cli.float_between(0.0, 1.0, low_inclusive=True), default=0.999,
                         help="Adam beta2 (default: %(default)s)")
     parser.add_argument("--latent-dim", type=_cli.positive_int, default=100,
                         help="size of the generator's noise input (default: %(default)s)")
@@ -78,12 +61,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     _cli.writable_dir(args.workdir)
     from tqdm import tqdm
 
-    from jaxgan.data.images import load_images
     from jaxgan.train.gan import GANConfig, train
 
     print(_cli.describe_devices())
-    image_set = load_images(args.dataset, split=args.split, data_dir=args.data_dir)
-    print(f"images: {image_set.source}")
+    image_set = _cli.load_image_flags(args)
     config = GANConfig(latent_dim=args.latent_dim, learning_rate=args.lr, b1=args.b1, b2=args.b2,
                        batch_size=args.batch_size, epochs=args.epochs, sample_every=args.sample_every,
                        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
