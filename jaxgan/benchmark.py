@@ -1,0 +1,207 @@
+"""Speed measured against the device's own limit: matmul peak, palindrome steps, sweeps, GAN step.
+
+Every figure is the median of ``repeats`` timed calls after a warm-up call (which also gives
+the compile time). FLOPs are counted from the models' own equations (a multiply-add is 2
+FLOPs, a backward pass twice its forward), not from what XLA executes, so padding and
+recomputation count as waste.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jaxgan.models.gan import DISC_FEATURES, GEN_FEATURES, IMAGE_SIZE
+from jaxgan.train import gan, palindrome
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """(first-call seconds, median seconds of ``repeats`` later calls); blocks on every result."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
+
+
+def matmul_peak(size: int, repeats: int) -> float:
+    """Measured float32 FLOP/s of a [size, size] @ [size, size] product."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+    product = jax.jit(jnp.matmul)
+    _, seconds = timed(lambda: product(a, b), repeats)
+    return 2 * size**3 / seconds
+
+
+def palindrome_flops_per_sequence(model: str, length: int, hidden: int = 128, inputs: int = 1,
+                                  classes: int = 10) -> float:
+    """Train FLOPs of one sequence: forward of the equations x 3 (forward + backward)."""
+    gates = {"lstm": 4, "rnn": 1}[model]
+    per_step = 2 * gates * hidden * (hidden + inputs)  # W_x x + W_h h for every gate
+    return 3 * (length * per_step + 2 * hidden * classes)
+
+
+def gan_flops_per_step(batch: int, latent: int = 100, gen: Sequence[int] = GEN_FEATURES,
+                       disc: Sequence[int] = DISC_FEATURES) -> float:
+    """Train FLOPs of one GAN step (generator update, then discriminator update on 2x batch).
+
+    Generator update: G forward + backward (3x) and D forward + input gradient (2x); the
+    discriminator update: D forward + backward (3x) on real and fake. BatchNorm and
+    activations are left out (under 1% of the products).
+    """
+    g_sizes = [latent, *gen, IMAGE_SIZE]
+    d_sizes = [IMAGE_SIZE, *disc, 1]
+    g_macs = sum(a * b for a, b in itertools.pairwise(g_sizes))
+    d_macs = sum(a * b for a, b in itertools.pairwise(d_sizes))
+    return 2 * batch * (3 * g_macs + 2 * d_macs) + 2 * (2 * batch) * 3 * d_macs
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig:
+    """Sizes of every measurement; ``quick()`` shrinks them for a smoke test."""
+
+    matmul_size: int = 2048
+    repeats: int = 5
+    palindrome_length: int = 20
+    sweep_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
+    mixed_lengths: tuple[int, ...] = (5, 10, 15, 20)
+    mixed_seeds: int = 3
+    gan_images: int = 640  # 10 steps of 64 per timed call
+
+    @classmethod
+    def quick(cls) -> BenchmarkConfig:
+        """Tiny sizes: checks that everything runs, measures nothing useful."""
+        return cls(matmul_size=128, repeats=1, palindrome_length=5, sweep_sizes=(1, 2),
+                   mixed_lengths=(3, 5), mixed_seeds=1, gan_images=128)
+
+
+def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], repeats: int,
+                      num_examples: int = 2048) -> dict:
+    """Times one epoch of the vmapped sweep over (lengths x seeds) for ``model``."""
+    config = palindrome.PalindromeConfig(model=model, max_length=max(lengths), num_examples=num_examples)
+    pair_lengths = jnp.asarray([t for t in lengths for _ in seeds], jnp.int32)
+    pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
+    runs, data = palindrome.init_sweep(pair_seeds, pair_lengths, config)
+    state = {"runs": runs}
+
+    def one_epoch():
+        state["runs"], metrics = palindrome.train_sweep_chunk(state["runs"], data, config, 1)
+        return metrics
+
+    compile_s, epoch_s = timed(one_epoch, repeats)
+    sequences = config.num_train * len(lengths) * len(seeds)
+    useful = config.num_train * len(seeds) * sum(
+        palindrome_flops_per_sequence(model, t) for t in lengths)
+    executed = config.batches_per_epoch * config.batch_size * len(lengths) * len(seeds) * \
+        palindrome_flops_per_sequence(model, max(lengths))
+    return {"model": model, "lengths": list(lengths), "seeds": len(seeds), "epoch_s": epoch_s,
+            "first_call_s": compile_s, "sequences_per_s": sequences / epoch_s,
+            "useful_flop_per_s": useful / epoch_s, "useful_share": useful / executed}
+
+
+def _gan_steps(images: int, repeats: int) -> dict:
+    """Times one scanned GAN epoch of ``images // 64`` steps on random uint8 images."""
+    config = gan.GANConfig()
+    data = jax.random.randint(jax.random.PRNGKey(0), (images, 28, 28), 0, 256).astype(jnp.uint8)
+    epoch_fn = gan.epoch_function(config.batch_size, 10**9)  # no grids inside the timed loop
+    state = {"gan": gan.init_state(config)}
+    noise = gan.grid_noise(state["gan"], config.latent_dim)
+
+    def one_epoch():
+        state["gan"], metrics, _, _ = epoch_fn(state["gan"], data, noise)
+        return metrics
+
+    compile_s, epoch_s = timed(one_epoch, repeats)
+    steps = images // config.batch_size
+    flops = gan_flops_per_step(config.batch_size) * steps / epoch_s
+    return {"batch": config.batch_size, "steps_per_s": steps / epoch_s,
+            "images_per_s": steps * config.batch_size / epoch_s, "useful_flop_per_s": flops,
+            "first_call_s": compile_s}
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    device = jax.devices()[0]
+    return {"backend": jax.default_backend(), "device_kind": device.device_kind,
+            "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "jax": jax.__version__,
+            "platform": platform.platform()}
+
+
+def run(config: BenchmarkConfig, log: Callable[[str], None] = print) -> dict:
+    """Runs every measurement; returns a JSON-ready dict (FLOP/s, utilisation = share of peak)."""
+    result = {"machine": machine(), "config": dataclasses.asdict(config)}
+    log(f"matmul peak ({config.matmul_size}^2, float32)")
+    peak = matmul_peak(config.matmul_size, config.repeats)
+    result["matmul_peak_flop_per_s"] = peak
+    result["palindrome_step"] = []
+    for model in ("lstm", "rnn"):
+        log(f"palindrome {model}, T={config.palindrome_length}, one run")
+        row = _palindrome_epoch(model, [config.palindrome_length], [0], config.repeats)
+        row["utilization"] = row["useful_flop_per_s"] / peak
+        result["palindrome_step"].append(row)
+    result["sweep"] = []
+    for model in ("lstm", "rnn"):
+        for k in config.sweep_sizes:
+            log(f"sweep {model}: K={k} runs of T={config.palindrome_length}")
+            row = _palindrome_epoch(model, [config.palindrome_length], list(range(k)), config.repeats)
+            result["sweep"].append(row)
+        log(f"sweep {model}: lengths {config.mixed_lengths} x {config.mixed_seeds} seeds")
+        row = _palindrome_epoch(model, config.mixed_lengths, list(range(config.mixed_seeds)),
+                                config.repeats)
+        row["mixed"] = True
+        result["sweep"].append(row)
+    log("GAN step, batch 64")
+    result["gan_step"] = _gan_steps(config.gan_images, config.repeats)
+    result["gan_step"]["utilization"] = result["gan_step"]["useful_flop_per_s"] / peak
+    result["peak_host_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def table(result: dict) -> str:
+    """The benchmark as a markdown table (medians; utilisation against the measured peak)."""
+    peak = result["matmul_peak_flop_per_s"]
+    m = result["machine"]
+    lines = [f"Machine: {m['device_kind']} ({m['backend']}, {m['cpu_count']} CPUs), JAX {m['jax']}, "
+             f"Python {m['python']}; matmul peak {peak / 1e9:.1f} GFLOP/s (float32).", "",
+             "| program | per call | throughput | useful GFLOP/s | utilization | first call (compile) |",
+             "|---|---|---|---|---|---|"]
+    for row in result["palindrome_step"]:
+        lines.append(f"| palindrome {row['model']} T={row['lengths'][0]}, 1 run "
+                     f"| {row['epoch_s']:.3f} s/epoch "
+                     f"| {row['sequences_per_s']:.0f} seq/s | {row['useful_flop_per_s'] / 1e9:.1f} "
+                     f"| {row['utilization']:.1%} | {row['first_call_s']:.1f} s |")
+    base = {r["model"]: r["epoch_s"] for r in result["sweep"] if r["seeds"] == 1 and not r.get("mixed")}
+    for row in result["sweep"]:
+        runs = row["seeds"] * len(row["lengths"])
+        name = (f"sweep {row['model']} T={'/'.join(map(str, row['lengths']))} x {row['seeds']} seeds"
+                if row.get("mixed") else f"sweep {row['model']} K={runs}")
+        ratio = ("" if row.get("mixed")
+                 else f" ({row['epoch_s'] / (runs * base[row['model']]):.2f} x K single)")
+        lines.append(f"| {name} | {row['epoch_s']:.3f} s/epoch{ratio} | {row['sequences_per_s']:.0f} seq/s "
+                     f"| {row['useful_flop_per_s'] / 1e9:.1f} | useful share {row['useful_share']:.0%} "
+                     f"| {row['first_call_s']:.1f} s |")
+    g = result["gan_step"]
+    lines.append(f"| GAN step, batch {g['batch']} | {1 / g['steps_per_s'] * 1e3:.1f} ms/step "
+                 f"| {g['steps_per_s']:.1f} steps/s, {g['images_per_s']:.0f} img/s "
+                 f"| {g['useful_flop_per_s'] / 1e9:.1f} | {g['utilization']:.1%} "
+                 f"| {g['first_call_s']:.1f} s |")
+    lines += ["", f"Peak host memory: {result['peak_host_memory_mib']:.0f} MiB."]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["BenchmarkConfig", "gan_flops_per_step", "matmul_peak", "palindrome_flops_per_sequence",
+           "run", "table"]
