@@ -12,7 +12,7 @@ import time
 from experiments import _cli
 from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH
 from jaxgan.models.recurrent import CELLS
-from jaxgan.train.palindrome import PalindromeConfig
+from jaxgan.train.palindrome import STRATEGIES, PalindromeConfig
 
 
 def parse_args(argv):
@@ -40,6 +40,10 @@ def parse_args(argv):
                    help="global gradient-norm clipping threshold (default: 10)")
     p.add_argument("--unroll", type=_cli.positive_int, default=1,
                    help="time steps unrolled per scan iteration; a speed knob only (default: 1)")
+    p.add_argument("--sweep-strategy", default="auto", choices=STRATEGIES,
+                   help="how one program runs all (length, seed) pairs: vmap batches them (best on "
+                        "GPU/TPU), map runs them in turn (faster on CPU); auto picks by backend "
+                        "(default: auto); results are the same")
     p.add_argument("--chunk-epochs", type=_cli.positive_int, default=10,
                    help="epochs run on the device between progress updates (default: 10)")
     p.add_argument("--workdir", default="runs/palindrome",
@@ -81,7 +85,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     results = run_study(base, args.models, encodings, args.lengths, list(range(args.seeds)),
                         args.epochs, args.checkpoint_dir, chunk_epochs=args.chunk_epochs,
-                        progress=progress)
+                        strategy=args.sweep_strategy, progress=progress)
     results["wall_time_s"] = round(time.perf_counter() - start, 1)
     paths = write_results(results, args.workdir)
     print()

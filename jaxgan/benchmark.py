@@ -89,8 +89,8 @@ class BenchmarkConfig:
 
 
 def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], repeats: int,
-                      num_examples: int = 2048) -> dict:
-    """Times one epoch of the vmapped sweep over (lengths x seeds) for ``model``."""
+                      strategy: str = "vmap", num_examples: int = 2048) -> dict:
+    """Times one epoch of the sweep program over (lengths x seeds) for ``model``."""
     config = palindrome.PalindromeConfig(model=model, max_length=max(lengths), num_examples=num_examples)
     pair_lengths = jnp.asarray([t for t in lengths for _ in seeds], jnp.int32)
     pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
@@ -98,7 +98,7 @@ def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], 
     state = {"runs": runs}
 
     def one_epoch():
-        state["runs"], metrics = palindrome.train_sweep_chunk(state["runs"], data, config, 1)
+        state["runs"], metrics = palindrome.train_sweep_chunk(state["runs"], data, config, 1, strategy)
         return metrics
 
     compile_s, epoch_s = timed(one_epoch, repeats)
@@ -107,7 +107,8 @@ def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], 
         palindrome_flops_per_sequence(model, t) for t in lengths)
     executed = config.batches_per_epoch * config.batch_size * len(lengths) * len(seeds) * \
         palindrome_flops_per_sequence(model, max(lengths))
-    return {"model": model, "lengths": list(lengths), "seeds": len(seeds), "epoch_s": epoch_s,
+    return {"model": model, "strategy": strategy, "lengths": list(lengths), "seeds": len(seeds),
+            "epoch_s": epoch_s,
             "first_call_s": compile_s, "sequences_per_s": sequences / epoch_s,
             "useful_flop_per_s": useful / epoch_s, "useful_share": useful / executed}
 
@@ -155,15 +156,17 @@ def run(config: BenchmarkConfig, log: Callable[[str], None] = print) -> dict:
         result["palindrome_step"].append(row)
     result["sweep"] = []
     for model in ("lstm", "rnn"):
-        for k in config.sweep_sizes:
-            log(f"sweep {model}: K={k} runs of T={config.palindrome_length}")
-            row = _palindrome_epoch(model, [config.palindrome_length], list(range(k)), config.repeats)
+        for strategy in ("vmap", "map"):
+            for k in config.sweep_sizes:
+                log(f"sweep {model} ({strategy}): K={k} runs of T={config.palindrome_length}")
+                row = _palindrome_epoch(model, [config.palindrome_length], list(range(k)), config.repeats,
+                                        strategy)
+                result["sweep"].append(row)
+            log(f"sweep {model} ({strategy}): lengths {config.mixed_lengths} x {config.mixed_seeds} seeds")
+            row = _palindrome_epoch(model, config.mixed_lengths, list(range(config.mixed_seeds)),
+                                    config.repeats, strategy)
+            row["mixed"] = True
             result["sweep"].append(row)
-        log(f"sweep {model}: lengths {config.mixed_lengths} x {config.mixed_seeds} seeds")
-        row = _palindrome_epoch(model, config.mixed_lengths, list(range(config.mixed_seeds)),
-                                config.repeats)
-        row["mixed"] = True
-        result["sweep"].append(row)
     log("GAN step, batch 64")
     result["gan_step"] = _gan_steps(config.gan_images, config.repeats)
     result["gan_step"]["utilization"] = result["gan_step"]["useful_flop_per_s"] / peak
@@ -184,11 +187,13 @@ def table(result: dict) -> str:
                      f"| {row['epoch_s']:.3f} s/epoch "
                      f"| {row['sequences_per_s']:.0f} seq/s | {row['useful_flop_per_s'] / 1e9:.1f} "
                      f"| {row['utilization']:.1%} | {row['first_call_s']:.1f} s |")
-    base = {r["model"]: r["epoch_s"] for r in result["sweep"] if r["seeds"] == 1 and not r.get("mixed")}
+    # K single runs = K x the one-run row of the same model (the program without the run axis).
+    base = {r["model"]: r["epoch_s"] for r in result["palindrome_step"]}
     for row in result["sweep"]:
         runs = row["seeds"] * len(row["lengths"])
-        name = (f"sweep {row['model']} T={'/'.join(map(str, row['lengths']))} x {row['seeds']} seeds"
-                if row.get("mixed") else f"sweep {row['model']} K={runs}")
+        label = f"sweep {row['model']} {row['strategy']}"
+        name = (f"{label} T={'/'.join(map(str, row['lengths']))} x {row['seeds']} seeds"
+                if row.get("mixed") else f"{label} K={runs}")
         ratio = ("" if row.get("mixed")
                  else f" ({row['epoch_s'] / (runs * base[row['model']]):.2f} x K single)")
         lines.append(f"| {name} | {row['epoch_s']:.3f} s/epoch{ratio} | {row['sequences_per_s']:.0f} seq/s "

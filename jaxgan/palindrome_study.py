@@ -44,7 +44,7 @@ def validate(models: Sequence[str], encodings: Sequence[str], lengths: Sequence[
 
 def run_study(base: PalindromeConfig, models: Sequence[str], encodings: Sequence[str],
               lengths: Sequence[int], seeds: Sequence[int], epochs: int, checkpoint_dir: str | None,
-              *, chunk_epochs: int = 10,
+              *, chunk_epochs: int = 10, strategy: str = "auto",
               progress: Callable[[str, int], Callable[[int, dict], None]] | None = None) -> dict:
     """Trains every (model, encoding) sweep over lengths x seeds; returns the results dict.
 
@@ -59,7 +59,7 @@ def run_study(base: PalindromeConfig, models: Sequence[str], encodings: Sequence
             config = dataclasses.replace(base, model=model, encoding=encoding, max_length=max(lengths))
             on_chunk = progress(f"{model}/{encoding}", epochs) if progress else None
             state, metrics = sweep(config, lengths, seeds, epochs, chunk_epochs=chunk_epochs,
-                                   on_chunk=on_chunk)
+                                   strategy=strategy, on_chunk=on_chunk)
             if checkpoint_dir is not None:
                 save_sweep(os.path.join(checkpoint_dir, f"{model}-{encoding}"), state, config,
                            lengths, seeds, epochs)

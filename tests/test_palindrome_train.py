@@ -67,12 +67,13 @@ def test_lstm_learns_length_5():
     assert np.isfinite(metrics["grad_norm"]).all()
 
 
-@pytest.mark.parametrize("model", ["lstm", "rnn"])
-def test_vmapped_sweep_equals_separate_runs(model):
+# Each strategy with one model keeps the time down; the strategies do not look at the cell.
+@pytest.mark.parametrize("model, strategy", [("lstm", "vmap"), ("rnn", "map")])
+def test_sweep_equals_separate_runs(model, strategy):
     lengths, seeds, epochs = [3, 6], [0, 1], 3
     config = dataclasses.replace(TINY, model=model, max_length=max(lengths))
     seen = []
-    _, swept = sweep(config, lengths, seeds, epochs, chunk_epochs=1,
+    _, swept = sweep(config, lengths, seeds, epochs, chunk_epochs=1, strategy=strategy,
                      on_chunk=lambda done, m: seen.append(done))
     assert seen == [1, 2, 3]
     for r, (length, seed) in enumerate((t, s) for t in lengths for s in seeds):

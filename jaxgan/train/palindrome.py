@@ -194,10 +194,31 @@ def init_sweep(seeds: jax.Array, lengths: jax.Array, config: PalindromeConfig):
     return jax.vmap(lambda s, t: init_run(run_key(s, t), t, config))(seeds, lengths)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "num_epochs"), donate_argnums=0)
-def train_sweep_chunk(runs: RunState, data: RunData, config: PalindromeConfig, num_epochs: int):
-    """``num_epochs`` epochs of every run at once: vmap over the leading run axis."""
-    return jax.vmap(lambda r, d: run_epochs(r, d, config, num_epochs))(runs, data)
+STRATEGIES = ("auto", "vmap", "map")
+
+
+def resolve_strategy(strategy: str) -> str:
+    """``auto`` is ``map`` on CPU and ``vmap`` on accelerators (see ``train_sweep_chunk``)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown sweep strategy {strategy!r}; choose from {STRATEGIES}")
+    if strategy == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return strategy
+
+
+@functools.partial(jax.jit, static_argnames=("config", "num_epochs", "strategy"), donate_argnums=0)
+def train_sweep_chunk(runs: RunState, data: RunData, config: PalindromeConfig, num_epochs: int,
+                      strategy: str = "vmap"):
+    """``num_epochs`` epochs of every run in one program, over the leading run axis.
+
+    ``vmap`` batches the runs' products together (what an accelerator wants); ``map`` runs them
+    one after another inside the same program, which on a CPU keeps each run's weights in cache
+    and is faster (``experiments.benchmark`` measures both; the README gives the figures).
+    """
+    one = lambda r, d: run_epochs(r, d, config, num_epochs)
+    if strategy == "map":
+        return jax.lax.map(lambda pair: one(*pair), (runs, data))
+    return jax.vmap(one)(runs, data)
 
 
 def chunk_size(epochs: int, target: int) -> int:
@@ -206,9 +227,9 @@ def chunk_size(epochs: int, target: int) -> int:
 
 
 def sweep(config: PalindromeConfig, lengths: Sequence[int], seeds: Sequence[int], epochs: int, *,
-          chunk_epochs: int = 10,
+          chunk_epochs: int = 10, strategy: str = "auto",
           on_chunk: Callable[[int, dict], None] | None = None) -> tuple[RunState, dict[str, np.ndarray]]:
-    """Trains one model on every (length, seed) pair in one vmapped program.
+    """Trains one model on every (length, seed) pair in one jitted program (vmap or map over runs).
 
     Runs are ordered length-major: run r has ``lengths[r // len(seeds)]`` and
     ``seeds[r % len(seeds)]``. Returns the final stacked RunState and metrics
@@ -221,9 +242,10 @@ def sweep(config: PalindromeConfig, lengths: Sequence[int], seeds: Sequence[int]
     pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
     runs, data = init_sweep(pair_seeds, pair_lengths, config)
     chunk = chunk_size(epochs, chunk_epochs)
+    strategy = resolve_strategy(strategy)
     history: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
     for done in range(chunk, epochs + 1, chunk):
-        runs, metrics = train_sweep_chunk(runs, data, config, chunk)
+        runs, metrics = train_sweep_chunk(runs, data, config, chunk, strategy)
         metrics = jax.device_get(metrics)  # the one host sync per chunk
         for name in METRICS:
             history[name].append(np.asarray(metrics[name]))
