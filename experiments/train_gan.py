@@ -5,11 +5,17 @@
 Writes config.json, metrics.jsonl (one line per step), samples/step_XXXXXXX.png (a 5x5 grid
 from one fixed noise tensor every --sample-every steps), progress.png (start, middle, end)
 and losses.png to --workdir, and Orbax checkpoints to --checkpoint-dir.
+
+Reliability: one run at a time per checkpoint directory (a second one refuses); a damaged
+newest checkpoint is skipped with a warning; SIGINT or SIGTERM stops at the end of the current
+epoch with a checkpoint there and exits 130 or 143; the same command then resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from collections.abc import Sequence
 
 from experiments import _cli
@@ -52,7 +58,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="Orbax checkpoints of the full training state; one that already "
                              "holds checkpoints of the same settings resumes from the newest "
                              "(default: %(default)s)")
+    parser.add_argument("--restart", action="store_true",
+                        help="when --checkpoint-dir holds checkpoints but none can be restored, train "
+                             "from scratch instead of stopping (the damaged ones are moved to its "
+                             "damaged/ folder, never deleted)")
+    # For tests and quick trials: train on the first N images only (the checkpoint records N).
+    parser.add_argument("--limit-images", type=_cli.positive_int, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Shows a warning as one ``warning: ...`` line on stderr, without the source location."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -61,10 +78,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     _cli.writable_dir(args.workdir)
     from tqdm import tqdm
 
-    from jaxgan.train.gan import GANConfig, train
+    from jaxgan.train.gan import GANConfig, Interrupted, train
 
+    warnings.showwarning = _print_warning  # a damaged checkpoint is news, not a stack location
     print(_cli.describe_devices())
     image_set = _cli.load_image_flags(args)
+    images = image_set.images if args.limit_images is None else image_set.images[: args.limit_images]
     config = GANConfig(latent_dim=args.latent_dim, learning_rate=args.lr, b1=args.b1, b2=args.b2,
                        batch_size=args.batch_size, epochs=args.epochs, sample_every=args.sample_every,
                        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
@@ -86,8 +105,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         steps_s=f"{info['steps_per_s']:.1f}")
 
     try:
-        result = train(image_set.images, config, workdir=args.workdir, checkpoint_dir=args.checkpoint_dir,
-                       source=image_set.source, progress=on_progress)
+        result = train(images, config, workdir=args.workdir, checkpoint_dir=args.checkpoint_dir,
+                       source=image_set.source, progress=on_progress, restart=args.restart)
+    except Interrupted as stop:
+        if bar is not None:
+            bar.close()
+        print(f"stopped: {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     finally:
         if bar is not None:
             bar.close()

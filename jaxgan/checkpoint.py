@@ -3,11 +3,22 @@
 Every checkpoint holds two items: ``state`` (any pytree of arrays) and ``config`` (JSON).
 The config's ``kind`` names what wrote it, so restoring another experiment's checkpoint
 fails with one sentence instead of a tree-mismatch traceback.
+
+A run that writes checkpoints holds ``lock(directory)`` (an flock on ``.lock``, with the
+holder's pid inside), so a second run on the same directory refuses; the kernel drops the
+lock when its holder dies, however it dies. ``restore_latest_good`` resumes from the newest
+checkpoint that restores, warning about (and setting aside, never deleting) any newer one
+that does not and any temporary directory a killed save left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -16,6 +27,19 @@ import orbax.checkpoint as ocp
 from jaxgan.errors import UserError
 
 _ITEMS = ("state", "config")
+LOCK_NAME = ".lock"
+DAMAGED_DIR = "damaged"  # not a step name, so Orbax never lists what is set aside there
+# Orbax 0.12 writes a step into "<step>.orbax-checkpoint-tmp" (older versions add "-<timestamp>")
+# and renames it when the save is complete, so a save that was killed leaves one behind.
+TMP_MARKER = ".orbax-checkpoint-tmp"
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint (or a save's leftover) that cannot be used and is skipped."""
+
+
+class NoGoodCheckpoint(UserError):
+    """The checkpoint directory holds checkpoints, but none of them can be restored."""
 
 
 def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = 3,
@@ -70,14 +94,27 @@ def read_config(manager: ocp.CheckpointManager, step: int | None = None) -> tupl
     return step, dict(restored["config"])
 
 
+class _Damaged(Exception):
+    """A checkpoint whose files cannot be read (its message says what failed)."""
+
+
 def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
-            step: int | None = None, must_match: dict | None = None) -> tuple[Any, dict]:
+            step: int | None = None, must_match: dict | None = None,
+            damage_is_error: bool = True) -> tuple[Any, dict]:
     """Restores ``(state, config)`` into the structure of ``abstract_state`` (from eval_shape).
 
     ``kind`` and every key of ``must_match`` must equal what the checkpoint's config
-    recorded; otherwise one sentence says which setting differs.
+    recorded; otherwise one sentence says which setting differs. A checkpoint whose files
+    cannot be read is a UserError too (``damage_is_error=False``: the private ``_Damaged``).
     """
-    step, config = read_config(manager, step)
+    step = _resolve_step(manager, step)
+    try:
+        step, config = read_config(manager, step)
+    except Exception as err:  # a missing, empty or torn config file
+        if damage_is_error:
+            raise UserError(f"the checkpoint at step {step} in {manager.directory} is damaged: its "
+                            f"config cannot be read ({type(err).__name__})") from None
+        raise _Damaged(f"config unreadable: {type(err).__name__}") from None
     if config.get("kind") != kind:
         raise UserError(f"{manager.directory} holds a {config.get('kind', 'unknown')!r} "
                         f"checkpoint, not a {kind!r} one")
@@ -89,7 +126,103 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
     try:
         restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target)))
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"the checkpoint at step {step} in {manager.directory} does not fit "
-                        f"this model ({type(err).__name__})") from None
+    except Exception as err:  # Orbax and TensorStore raise many types, bare Exception too
+        # The settings matched above, so a failure here is most likely damage, but a tree of
+        # another shape (an older version of the model) fails the same way.
+        if damage_is_error:
+            raise UserError(f"the checkpoint at step {step} in {manager.directory} does not fit "
+                            f"this model or is damaged ({type(err).__name__})") from None
+        raise _Damaged(f"state unreadable: {type(err).__name__}") from None
     return restored["state"], config
+
+
+@contextlib.contextmanager
+def lock(directory: str | os.PathLike) -> Iterator[str]:
+    """Holds ``directory/.lock`` for the block, or raises UserError naming the process that holds it."""
+    path = os.path.join(os.path.abspath(directory), LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise UserError(f"cannot create the lock file {path}: {err.strerror}") from None
+    try:
+        try:
+            # flock rather than "create if absent": the kernel releases it when the holder
+            # exits or is killed, so a stale lock is taken over without guessing about pids.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UserError(f"another run (process {holder}) is using the checkpoint directory "
+                            f"{os.path.dirname(path)}; wait for it to finish or choose another "
+                            f"directory") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.fsync(fd)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # no holder named once released
+    finally:
+        os.close(fd)
+
+
+def _set_aside(directory: str, name: str) -> str:
+    """Moves ``directory/name`` into ``directory/damaged/`` (a fresh name there) and returns where."""
+    target_dir = os.path.join(directory, DAMAGED_DIR)
+    os.makedirs(target_dir, exist_ok=True)
+    target, n = os.path.join(target_dir, name), 1
+    while os.path.exists(target):
+        n += 1
+        target = os.path.join(target_dir, f"{name}.{n}")
+    os.rename(os.path.join(directory, name), target)
+    return target
+
+
+def leftover_temporaries(manager: ocp.CheckpointManager) -> list[str]:
+    """Names of the temporary directories that killed saves left in the checkpoint directory."""
+    directory = str(manager.directory)
+    return sorted(n for n in os.listdir(directory)
+                  if TMP_MARKER in n and os.path.isdir(os.path.join(directory, n)))
+
+
+def restore_latest_good(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
+                        must_match: dict | None = None, set_aside: bool = False,
+                        restart: bool = False) -> tuple[Any, dict, int] | None:
+    """``(state, config, step)`` of the newest checkpoint that restores, or None when there is none.
+
+    Each newer checkpoint that fails to restore, and each leftover temporary directory of a
+    killed save, gets a CheckpointWarning naming it; with ``set_aside`` (a run about to save
+    again) they are moved into ``damaged/``, so a new save of the same step cannot collide.
+    When checkpoints exist but none restores, NoGoodCheckpoint is raised unless ``restart``.
+    A checkpoint of another kind or other settings is bad input, not damage: UserError.
+    """
+    directory = str(manager.directory)
+    moves = []  # set aside only once the outcome is known: a refusal leaves the directory as it was
+    for name in leftover_temporaries(manager):
+        warnings.warn(f"{os.path.join(directory, name)} is the leftover of a save that was interrupted; "
+                      "it is ignored", CheckpointWarning, stacklevel=2)
+        moves.append(name)
+    found = None
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            state, config = restore(manager, abstract_state, kind=kind, step=step, must_match=must_match,
+                                    damage_is_error=False)
+        except _Damaged as err:
+            warnings.warn(f"the checkpoint at step {step} ({os.path.join(directory, str(step))}) cannot "
+                          f"be restored ({err}); it is skipped", CheckpointWarning, stacklevel=2)
+            moves.append(str(step))
+            continue
+        found = (state, config, step)
+        break
+    damaged = [n for n in moves if TMP_MARKER not in n]
+    if found is None and damaged and not restart:
+        raise NoGoodCheckpoint(f"none of the checkpoints in {directory} can be restored (steps "
+                               f"{', '.join(damaged)}); restart to train from scratch, which keeps them "
+                               f"in {os.path.join(directory, DAMAGED_DIR)}")
+    if set_aside:
+        for name in moves:
+            where = _set_aside(directory, name)
+            warnings.warn(f"moved {os.path.join(directory, name)} to {where}", CheckpointWarning,
+                          stacklevel=2)
+    return found

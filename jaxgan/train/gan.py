@@ -14,14 +14,17 @@ none), so a run resumed from a checkpoint draws exactly the numbers an unbroken 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -101,6 +104,42 @@ class GANState(struct.PyTreeNode):
 
 class NonFiniteLoss(UserError):
     """Training produced a NaN or infinity; the run stops without saving that state."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the run saved a checkpoint at the end of its epoch and stopped."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[list[int]]:
+    """Records SIGINT/SIGTERM in the yielded list instead of dying, so the epoch loop can stop cleanly.
+
+    A second signal gets the previous handler (Ctrl-C twice still interrupts at once). Only
+    the main thread may set handlers; elsewhere the list simply stays empty.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        """Notes the signal; the next one falls through to what was there before."""
+        received.append(signum)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def make_models(config: GANConfig) -> tuple[Generator, Discriminator]:
@@ -344,15 +383,15 @@ def _first_non_finite(metrics: dict) -> tuple[int, str, float] | None:
     return bad
 
 
-def _resume_or_init(manager, config: GANConfig, record: dict, checkpoint_dir: str
+def _resume_or_init(manager, config: GANConfig, record: dict, checkpoint_dir: str, restart: bool
                     ) -> tuple[GANState, int | None]:
-    """The newest checkpoint's state (after checking it fits this run) or a fresh one."""
-    resumed_step = checkpoint.latest_step(manager)
-    if resumed_step is None:
-        return init_state(config), None
+    """The newest restorable checkpoint's state (after checking it fits this run) or a fresh one."""
     abstract = jax.eval_shape(functools.partial(init_state, config))
-    state, saved = checkpoint.restore(manager, abstract, kind=KIND,
-                                      must_match={k: record[k] for k in MATCH_KEYS})
+    found = checkpoint.restore_latest_good(manager, abstract, kind=KIND, set_aside=True, restart=restart,
+                                           must_match={k: record[k] for k in MATCH_KEYS})
+    if found is None:
+        return init_state(config), None
+    state, saved, resumed_step = found
     if (saved.get("num_images"), saved.get("data_sha256")) != (record["num_images"], record["data_sha256"]):
         theirs = f"{saved.get('source') or 'unknown source'}, {saved.get('num_images')} images"
         ours = f"{record['source'] or 'given array'}, {record['num_images']} images"
@@ -379,13 +418,16 @@ def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, fi
 
 
 def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir: str,
-          source: str = "", progress: Callable[[dict], None] | None = None) -> dict:
+          source: str = "", progress: Callable[[dict], None] | None = None, restart: bool = False) -> dict:
     """Trains (or resumes) the GAN on uint8 images [N, 28, 28] up to ``config.epochs`` in total.
 
     Writes ``config.json``, ``metrics.jsonl`` (one line per step), ``samples/step_XXXXXXX.png``
     and, at the end, ``progress.png`` (grids at the start, middle and end) and ``losses.png``
     in ``workdir``; checkpoints go to ``checkpoint_dir``, and one that holds any is resumed
-    from its newest. ``progress`` gets a ``{"event": "start", ...}`` dict, then one
+    from its newest that restores (damaged newer ones are set aside with a warning; when none
+    restores, ``restart`` allows a fresh start). The directory is locked for the run. SIGINT or
+    SIGTERM ends the run at the end of the current epoch with a checkpoint there and raises
+    ``Interrupted``. ``progress`` gets a ``{"event": "start", ...}`` dict, then one
     ``{"event": "epoch", ...}`` dict per epoch. Returns a summary: the final step and epoch,
     the last epoch's means, compile and training seconds, steps/s, and the final state.
     """
@@ -406,8 +448,13 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
     report = progress or (lambda info: None)
 
     manager = checkpoint.open_manager(checkpoint_dir, max_to_keep=config.keep_checkpoints)
-    try:
-        state, resumed_step = _resume_or_init(manager, config, record, checkpoint_dir)
+    with contextlib.ExitStack() as stack:
+        stack.callback(manager.close)
+        stack.enter_context(checkpoint.lock(checkpoint_dir))
+        # Unwound before the lock is released: a save already started completes, even after a failure.
+        stack.callback(manager.wait_until_finished)
+        signals = stack.enter_context(_deferred_signals())
+        state, resumed_step = _resume_or_init(manager, config, record, checkpoint_dir, restart)
         start_step = int(state.step)
         # Whatever the workdir holds beyond the starting point belongs to a run that is now
         # being redone: the log is cut there and later grids are drawn again.
@@ -446,8 +493,15 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
                                     f"(epoch {epoch + 1}), so training stopped without saving; "
                                     f"{kept} holds the last good state")
             step = int(state.step)
-            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+            stopping = bool(signals) and epoch + 1 < config.epochs
+            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs or stopping:
                 checkpoint.save(manager, step, state, record)
+            if stopping:
+                manager.wait_until_finished()
+                signame = signal.Signals(signals[0]).name
+                raise Interrupted(f"{signame} received: saved a checkpoint at step {step} (the end of epoch "
+                                  f"{epoch + 1}) in {checkpoint_dir}; the same command resumes from there",
+                                  signals[0])
             last = {k: float(np.mean(metrics[k])) for k in METRICS}
             report({"event": "epoch", "epoch": epoch + 1, "epochs": config.epochs, "step": step,
                     "steps_per_s": steps_per_epoch / seconds, **last})
@@ -458,9 +512,6 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
         plots.progress_figure(samples_dir, os.path.join(workdir, "progress.png"))
         if os.path.exists(metrics_path):
             plots.loss_figure(metrics_path, os.path.join(workdir, "losses.png"))
-    finally:
-        manager.wait_until_finished()  # a save already started completes, even after a failure
-        manager.close()
     trained = final_step - start_step
     return {"step": final_step, "epoch": final_step // steps_per_epoch, "resumed_from": resumed_step,
             "compile_s": compile_s, "train_s": train_s,

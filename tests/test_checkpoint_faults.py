@@ -1,0 +1,186 @@
+"""Damaged checkpoints, leftovers of killed saves, and the checkpoint-directory lock, on tiny pytrees."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import _cli, train_gan
+from jaxgan import checkpoint
+from jaxgan.errors import UserError
+from jaxgan.train import gan
+
+# A restore that fails on a truncated file leaves an Orbax coroutine behind that later finds its
+# event loop closed; that is Orbax's noise about the damage the tests inflict on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _state(scale: float) -> dict:
+    """A small pytree whose values say which step wrote it."""
+    return {"w": jnp.arange(300.0) * scale, "b": {"c": jnp.ones((7, 5)) * scale}}
+
+
+ABSTRACT = jax.eval_shape(lambda: _state(1.0))
+
+
+@pytest.fixture
+def three_steps(tmp_path) -> pathlib.Path:
+    """A checkpoint directory holding steps 1, 2 and 3."""
+    manager = checkpoint.open_manager(tmp_path / "ck")
+    for step in (1, 2, 3):
+        checkpoint.save(manager, step, _state(step), {"kind": "toy", "size": 300})
+    manager.wait_until_finished()
+    manager.close()
+    return tmp_path / "ck"
+
+
+def _restore(directory, **kwargs):
+    """restore_latest_good on a fresh manager, returning (result, warning messages)."""
+    manager = checkpoint.open_manager(directory)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found = checkpoint.restore_latest_good(manager, ABSTRACT, kind="toy", **kwargs)
+    finally:
+        manager.close()
+    return found, [str(w.message) for w in caught if issubclass(w.category, checkpoint.CheckpointWarning)]
+
+
+def _truncate_data(step_dir: pathlib.Path) -> None:
+    """Cuts every array data file of a checkpoint to half its length."""
+    for path in step_dir.glob("state/**/d/*"):
+        if path.is_file():
+            with open(path, "r+b") as f:
+                f.truncate(path.stat().st_size // 2)
+
+
+def _delete_data(step_dir: pathlib.Path) -> None:
+    """Deletes every array data file of a checkpoint."""
+    for path in step_dir.glob("state/**/d/*"):
+        path.unlink()
+
+
+@pytest.mark.parametrize("damage", [
+    _truncate_data,
+    _delete_data,
+    lambda d: (d / "state" / "_METADATA").unlink(),
+    lambda d: (d / "config" / "metadata").unlink(),
+    lambda d: (d / "config" / "metadata").write_text(""),
+], ids=["truncated-data", "deleted-data", "deleted-metadata", "deleted-config", "empty-config"])
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_kept(three_steps, damage):
+    damage(three_steps / "3")
+    found, messages = _restore(three_steps, set_aside=True)
+    state, config, step = found
+    assert step == 2 and config["kind"] == "toy"
+    np.testing.assert_array_equal(state["w"], _state(2.0)["w"])
+    assert any("step 3" in m and "cannot be restored" in m for m in messages)
+    assert any("moved" in m and "damaged" in m for m in messages)
+    assert not (three_steps / "3").exists() and (three_steps / "damaged" / "3").is_dir()  # kept, not deleted
+    # A new save of the damaged step's number now works, and the next resume takes it.
+    manager = checkpoint.open_manager(three_steps)
+    checkpoint.save(manager, 3, _state(3.0), {"kind": "toy", "size": 300})
+    manager.wait_until_finished()
+    manager.close()
+    found, messages = _restore(three_steps, set_aside=True)
+    assert found[2] == 3 and not messages
+
+
+def test_a_leftover_temporary_directory_is_reported_and_ignored(three_steps):
+    leftover = three_steps / "4.orbax-checkpoint-tmp-1234567"
+    leftover.mkdir()
+    (leftover / "state").mkdir()
+    found, messages = _restore(three_steps)  # without set_aside nothing moves
+    assert found[2] == 3 and leftover.is_dir()
+    assert len(messages) == 1 and str(leftover) in messages[0] and "interrupted" in messages[0]
+    found, messages = _restore(three_steps, set_aside=True)
+    assert found[2] == 3 and not leftover.exists()
+    assert (three_steps / "damaged" / leftover.name).is_dir()
+
+
+def test_when_no_checkpoint_restores_it_says_so_and_starts_fresh_only_if_asked(three_steps):
+    for step in (1, 2, 3):
+        _truncate_data(three_steps / str(step))
+    with pytest.raises(checkpoint.NoGoodCheckpoint, match=r"none of the checkpoints .* \(steps 3, 2, 1\)"):
+        _restore(three_steps, set_aside=True)
+    assert sorted(p.name for p in three_steps.iterdir() if p.name.isdigit()) == ["1", "2", "3"]  # untouched
+    found, messages = _restore(three_steps, set_aside=True, restart=True)
+    assert found is None and len([m for m in messages if "cannot be restored" in m]) == 3
+    assert sorted(p.name for p in (three_steps / "damaged").iterdir()) == ["1", "2", "3"]
+
+
+def test_a_checkpoint_of_other_settings_is_an_error_not_damage(three_steps):
+    manager = checkpoint.open_manager(three_steps)
+    try:
+        with pytest.raises(UserError, match="size=300, but this run has size=10"):
+            checkpoint.restore_latest_good(manager, ABSTRACT, kind="toy", must_match={"size": 10})
+        with pytest.raises(UserError, match="not a 'gan' one"):
+            checkpoint.restore_latest_good(manager, ABSTRACT, kind="gan")
+    finally:
+        manager.close()
+    assert not (three_steps / "damaged").exists()
+
+
+def test_the_lock_refuses_a_second_holder_and_is_released_on_exit_or_error(tmp_path):
+    with checkpoint.lock(tmp_path) as path:
+        assert pathlib.Path(path).read_text().strip() == str(os.getpid())
+        with pytest.raises(UserError, match=rf"another run \(process {os.getpid()}\) is using"):
+            with checkpoint.lock(tmp_path):
+                pass
+    with pytest.raises(RuntimeError):
+        with checkpoint.lock(tmp_path):
+            raise RuntimeError("boom")
+    with checkpoint.lock(tmp_path):  # released after the error
+        pass
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    # A child takes the lock and is killed with SIGKILL: the lock file still names it.
+    code = ("import os, sys, time; from jaxgan import checkpoint\n"
+            "with checkpoint.lock(sys.argv[1]):\n    print('held', flush=True); os.kill(os.getpid(), 9)\n")
+    child = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                           timeout=60)
+    assert child.returncode == -9 and "held" in child.stdout
+    assert (tmp_path / checkpoint.LOCK_NAME).read_text().strip().isdigit()
+    with checkpoint.lock(tmp_path) as path:
+        assert pathlib.Path(path).read_text().strip() == str(os.getpid())
+
+
+def test_train_gan_refuses_a_locked_directory_and_a_wholly_damaged_one(tmp_path, capsys):
+    args = ["--dataset", "digits", "--limit-images", "128", "--epochs", "1",
+            "--workdir", str(tmp_path / "run"), "--checkpoint-dir", str(tmp_path / "ck")]
+    (tmp_path / "ck").mkdir()
+    with checkpoint.lock(tmp_path / "ck"):
+        with pytest.raises(SystemExit) as exit_info:
+            _cli.run(train_gan.main, args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: another run (process {os.getpid()}) is using the checkpoint directory "
+                   f"{tmp_path / 'ck'}; wait for it to finish or choose another directory"]
+    # A checkpoint directory whose only checkpoint is damaged: one sentence, nothing moved.
+    (tmp_path / "ck" / "5").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.run(train_gan.main, args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: none of the checkpoints in") and "(steps 5)" in err[-1]
+    assert any(line.startswith("warning: the checkpoint at step 5") for line in err)
+    assert (tmp_path / "ck" / "5").is_dir()
+
+
+def test_sigint_and_sigterm_are_deferred_once_then_handled_as_before():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with gan._deferred_signals() as received:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert received == [signal.SIGTERM]  # noted, not fatal: the epoch loop stops at its end
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C interrupts at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
