@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan.errors import UserError
+from jaxgan.models.gan import IMAGE_SHAPE
 
 MODES = ("linear", "slerp")
 # Below this angle (radians) slerp's sin(omega) denominator loses precision; the arc is a line there.
@@ -108,3 +109,48 @@ def find_pairs(key: jax.Array, generate_fn: Callable[[jax.Array], jax.Array],
                         f"classes in {max_tries} tries; lower the confidence threshold ({threshold}) "
                         f"or train the generator longer")
     return np.stack(kept_latents), np.stack(kept_probs)
+
+
+def load_classify_fn(classifier_dir: str, step: int | None = None) -> Callable[[jax.Array], jax.Array]:
+    """A ``classify_fn(images [B, 28, 28] in [-1, 1]) -> probs [B, 10]`` from a classifier checkpoint."""
+    from jaxgan.train.classifier import predict, restore_classifier
+
+    variables, _ = restore_classifier(classifier_dir, step)
+    return lambda images: predict(variables, images)[0]
+
+
+def interpolation_rows(gen_variables: dict, pair_key: jax.Array, *, num_pairs: int = 4, num_between: int = 7,
+                       mode: str = "linear", classify_fn: Callable[[jax.Array], jax.Array] | None = None,
+                       threshold: float = 0.9, max_tries: int = 10_000) -> dict:
+    """Pairs (classifier-checked when ``classify_fn`` is given) and their decoded paths.
+
+    Returns {"latents": [P, S, D], "images": [P, S, 28, 28] in [-1, 1], "probs": [P, S, 10] or
+    None, "mode", "num_between", "threshold", "checked"} with S = num_between + 2.
+    """
+    from jaxgan.train.gan import decode, latent_dim_of
+
+    if mode not in MODES:
+        raise UserError(f"unknown interpolation mode {mode!r}; choose one of {', '.join(MODES)}")
+    latent_dim = latent_dim_of(gen_variables["params"])
+    ends, _ = find_pairs(pair_key, lambda z: decode(gen_variables, z), classify_fn, num_pairs, latent_dim,
+                         threshold, max_tries)
+    latents = np.asarray(interpolate_pairs(ends, num_between, mode))
+    flat = latents.reshape(-1, latent_dim)
+    images = np.asarray(decode(gen_variables, flat)).reshape(*latents.shape[:2], *IMAGE_SHAPE)
+    probs = None
+    if classify_fn is not None:
+        probs = np.asarray(classify_fn(images.reshape(-1, *IMAGE_SHAPE))).reshape(*latents.shape[:2], -1)
+    return {"latents": latents, "images": images, "probs": probs, "mode": mode, "num_between": num_between,
+            "threshold": threshold, "checked": classify_fn is not None}
+
+
+def rows_record(rows: dict, **extra) -> dict:
+    """The JSON-ready part of ``interpolation_rows`` output (latents and predictions, no pixels)."""
+    record = {**extra, "mode": rows["mode"], "num_between": rows["num_between"],
+              "classifier_checked": rows["checked"],
+              "threshold": rows["threshold"] if rows["checked"] else None,
+              "latents": np.asarray(rows["latents"], np.float32).tolist()}
+    if rows["probs"] is not None:
+        record["classes"] = rows["probs"].argmax(-1).tolist()
+        record["confidence"] = rows["probs"].max(-1).round(6).tolist()
+    return record

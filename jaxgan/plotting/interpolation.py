@@ -1,0 +1,39 @@
+"""The interpolation figure: one row per latent pair, each image titled with the classifier's call.
+
+Drawn on a ``matplotlib.figure.Figure`` with the Agg canvas (never pyplot), imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: str = "") -> str:
+    """Saves images [P, S, 28, 28] in [-1, 1] as P rows of S, titled "class (conf.)" from probs [P, S, C].
+
+    Without ``probs`` each image is titled with its path fraction t. Written atomically; returns ``path``.
+    """
+    from matplotlib.figure import Figure
+
+    images = np.asarray(images)
+    num_rows, num_cols = images.shape[:2]
+    fig = Figure(figsize=(1.1 * num_cols, 1.3 * num_rows + (0.4 if title else 0.0)))
+    for r in range(num_rows):
+        for c in range(num_cols):
+            ax = fig.add_subplot(num_rows, num_cols, r * num_cols + c + 1)
+            ax.imshow((images[r, c] + 1.0) / 2.0, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            if probs is not None:
+                label = f"{int(probs[r, c].argmax())} ({float(probs[r, c].max()):.2f})"
+            else:
+                label = f"t={c / (num_cols - 1):.2f}"
+            ax.set_title(label, fontsize=8)
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,329 @@
+"""The whole study in one call: Part 1 sweep, classifier, GAN, scores, interpolation, and REPORT.md.
+
+``reproduce(settings, workdir=...)`` runs each stage in turn, timing it, and writes every output
+under ``workdir``: ``palindrome/``, ``classifier/``, ``gan/``, ``interpolation.png`` (+ .json),
+``scores.json`` and ``REPORT.md``, with all checkpoints under ``workdir/checkpoints`` so a run
+never touches the user's own. A rerun in the same workdir starts over: it removes the outputs
+and checkpoints an earlier run left there first. ``STUDY``, ``QUICK`` and ``TINY`` are the sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from jaxgan.errors import UserError
+
+# What reproduce owns inside its workdir (removed before a rerun).
+_OWNED = ("palindrome", "classifier", "gan", "checkpoints", "interpolation.png", "interpolation.json",
+          "scores.json", "REPORT.md")
+# Pairs tried before the interpolation gives up on classifier-checked pairs (in the report, not silently).
+_PAIR_TRIES = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Sizes of every stage; ``STUDY`` is the study's own, the others shrink it."""
+
+    name: str = "study"
+    lengths: tuple[int, ...] = (5, 10, 15, 20)
+    num_seeds: int = 3
+    palindrome_epochs: int = 100
+    palindrome_hidden: int = 128
+    palindrome_examples: int = 2048
+    palindrome_batch: int = 128
+    classifier_epochs: int = 20
+    classifier_widths: tuple[int, int, int] = (32, 64, 128)
+    gan_epochs: int = 200
+    gan_min_steps: int = 0  # more epochs when a small image set would give fewer steps than this
+    gan_features: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # None: the study's layers
+    max_images: int | None = None  # None: every image of the source
+    pairs: int = 4
+    num_between: int = 7
+    mode: str = "linear"
+    threshold: float = 0.9
+
+
+STUDY = Settings()
+QUICK = Settings(name="quick", lengths=(5, 10), num_seeds=2, palindrome_epochs=15, classifier_epochs=10,
+                 gan_epochs=3, gan_min_steps=1000, threshold=0.7)
+# For the test suite: everything as small as still exercises every stage.
+TINY = Settings(name="tiny", lengths=(3, 4), num_seeds=1, palindrome_epochs=2, palindrome_hidden=8,
+                palindrome_examples=64, palindrome_batch=16, classifier_epochs=1,
+                classifier_widths=(4, 8, 16), gan_epochs=1,
+                gan_features=((32, 64), (64, 32)), max_images=320, pairs=2, num_between=3, threshold=0.5)
+
+
+def _clear(workdir: str) -> None:
+    """Removes what an earlier reproduce run left in ``workdir``, and nothing else."""
+    for name in _OWNED:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def _palindrome_stage(settings: Settings, workdir: str, seed: int) -> dict:
+    """Part 1: the RNN/LSTM sweep over lengths x seeds, results and figures in ``workdir/palindrome``."""
+    from jaxgan.palindrome_study import run_study, summary_markdown, write_results
+    from jaxgan.train.palindrome import PalindromeConfig
+
+    base = PalindromeConfig(hidden=settings.palindrome_hidden, num_examples=settings.palindrome_examples,
+                            batch_size=settings.palindrome_batch)
+    seeds = [seed + i for i in range(settings.num_seeds)]
+    results = run_study(base, ["rnn", "lstm"], ["scalar"], list(settings.lengths), seeds,
+                        settings.palindrome_epochs, os.path.join(workdir, "checkpoints", "palindrome"))
+    paths = write_results(results, os.path.join(workdir, "palindrome"))
+    return {"summary": summary_markdown(results), "figures": [p for p in paths if p.endswith(".png")]}
+
+
+def _classifier_stage(image_set, settings: Settings, workdir: str, seed: int, dataset: str,
+                      split: str) -> dict:
+    """The digit classifier on the image source; returns its variables, config and held-out accuracy."""
+    from jaxgan.train.classifier import ClassifierConfig, train_classifier
+
+    if image_set.labels is None:
+        raise UserError(f"{image_set.source} has no labels; the classifier needs labelled digits")
+    conv1, conv2, hidden = settings.classifier_widths
+    config = ClassifierConfig(epochs=settings.classifier_epochs, seed=seed, conv1=conv1, conv2=conv2,
+                              hidden=hidden, dataset=dataset, split=split)
+    checkpoint_dir = os.path.join(workdir, "checkpoints", "classifier")
+    variables, summary = train_classifier(image_set.images, image_set.labels, config,
+                                          checkpoint_dir=checkpoint_dir, source=image_set.source,
+                                          workdir=os.path.join(workdir, "classifier"))
+    return {"variables": variables, "config": config, "summary": summary}
+
+
+def _gan_config(settings: Settings, num_images: int, seed: int):
+    """The GAN run's config: the study's, with the epochs (and layers) of ``settings``."""
+    from jaxgan.train.gan import GANConfig
+
+    layers = {} if settings.gan_features is None else {"gen_features": settings.gan_features[0],
+                                                       "disc_features": settings.gan_features[1]}
+    steps_per_epoch = max(1, num_images // GANConfig.batch_size)
+    epochs = max(settings.gan_epochs, math.ceil(settings.gan_min_steps / steps_per_epoch))
+    steps = epochs * steps_per_epoch
+    # The study's 500 steps between grids, or ~10 grids when the run is shorter than that.
+    sample_every = min(500, max(1, steps // 10))
+    return GANConfig(epochs=epochs, sample_every=sample_every, seed=seed,
+                     checkpoint_every=max(1, epochs // 2), **layers)
+
+
+def _gan_stage(images: np.ndarray, config, workdir: str, source: str) -> dict:
+    """Part 2: trains the GAN; grids, progress.png and losses.png in ``workdir/gan``."""
+    from jaxgan.train.gan import train
+
+    result = train(images, config, workdir=os.path.join(workdir, "gan"),
+                   checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"), source=source)
+    gen = result["state"].gen
+    return {"gen_variables": {"params": gen.params, "batch_stats": gen.batch_stats}, "step": result["step"],
+            "last_epoch": result["last_epoch"], "steps_per_s": result["steps_per_s"]}
+
+
+def _score_stage(classifier: dict, images: np.ndarray, gen_variables: dict, gan_config,
+                 score_key: jax.Array) -> dict:
+    """IS and FID of the trained generator, an untrained one and real images, against held-out features."""
+    from jaxgan.scores import SCORE_SAMPLES, classifier_scores
+    from jaxgan.train.classifier import holdout_indices, predict
+    from jaxgan.train.gan import init_state, sample
+
+    train_idx, held_idx = holdout_indices(len(images), classifier["config"])
+    n = min(SCORE_SAMPLES, len(held_idx), len(train_idx))
+    if n < 10:
+        raise UserError(f"only {n} held-out images to score against; the scores need at least 10")
+    variables = classifier["variables"]
+    reference = predict(variables, images[held_idx[:n]])[1]
+    untrained_gen = init_state(gan_config).gen
+    untrained = {"params": untrained_gen.params, "batch_stats": untrained_gen.batch_stats}
+    trained_key, untrained_key = jax.random.split(score_key)
+    candidates = {
+        "real (classifier's training part) vs real held-out": images[train_idx[:n]],
+        "untrained generator": sample(untrained, untrained_key, n),
+        "trained generator (final)": sample(gen_variables, trained_key, n),
+    }
+    rows = {}
+    for label, batch in candidates.items():
+        scores = jax.device_get(classifier_scores(variables, batch, reference))
+        rows[label] = {k: float(v) for k, v in scores.items()}
+    return {"num_samples": n, "rows": rows}
+
+
+def _interpolation_stage(classifier: dict, gen_variables: dict, settings: Settings, workdir: str,
+                         pair_key: jax.Array, step: int) -> dict:
+    """Classifier-checked interpolation rows (random ones, said so, if none are found); figure + JSON."""
+    from jaxgan import interpolate
+    from jaxgan.plotting.interpolation import rows_figure
+    from jaxgan.train.classifier import predict
+
+    variables = classifier["variables"]
+
+    def classify_fn(images):
+        """Class probabilities [B, 10] of images [B, 28, 28]."""
+        return predict(variables, images)[0]
+
+    note = ""
+    kwargs = {"num_pairs": settings.pairs, "num_between": settings.num_between, "mode": settings.mode}
+    try:
+        rows = interpolate.interpolation_rows(gen_variables, pair_key, classify_fn=classify_fn,
+                                              threshold=settings.threshold, max_tries=_PAIR_TRIES, **kwargs)
+    except UserError as err:
+        note = (f"No classifier-checked pairs: {err}. The rows below are random pairs (the study's way), "
+                f"each image still titled with the classifier's call.")
+        rows = interpolate.interpolation_rows(gen_variables, pair_key, **kwargs)
+        flat = rows["images"].reshape(-1, 28, 28)
+        rows["probs"] = np.asarray(classify_fn(flat)).reshape(*rows["images"].shape[:2], -1)
+    path = os.path.join(workdir, "interpolation.png")
+    checked = "classifier-checked" if rows["checked"] else "random"
+    rows_figure(rows["images"], rows["probs"], path,
+                title=f"{settings.mode} interpolation, {checked} pairs, generator at step {step}")
+    record = interpolate.rows_record(rows, checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"),
+                                     checkpoint_step=step, note=note)
+    if not rows["checked"]:
+        record["classes"] = rows["probs"].argmax(-1).tolist()
+        record["confidence"] = rows["probs"].max(-1).round(6).tolist()
+    _write_text(os.path.join(workdir, "interpolation.json"), json.dumps(record))
+    ends = [(int(p[0].argmax()), float(p[0].max()), int(p[-1].argmax()), float(p[-1].max()))
+            for p in rows["probs"]]
+    return {"figure": path, "checked": rows["checked"], "note": note, "ends": ends}
+
+
+def _write_text(path: str, text: str) -> None:
+    """Writes through a temporary file and a rename."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def reproduce(settings: Settings = STUDY, *, workdir: str = "runs/reproduce", dataset: str = "auto",
+              split: str = "train", data_dir: str | None = None, seed: int = 0,
+              log: Callable[[str], None] = print) -> dict:
+    """Runs every stage of the study and writes ``workdir/REPORT.md``; returns what the report shows.
+
+    ``log`` gets one line as each stage starts and ends. The returned dict holds the image
+    source, the per-stage wall seconds, the classifier's held-out accuracy, the scores and the
+    report's path.
+    """
+    from jaxgan.data.images import load_images
+
+    seconds: dict[str, float] = {}
+    root_key = jax.random.PRNGKey(seed)
+    score_key, pair_key = jax.random.split(jax.random.fold_in(root_key, 1))
+
+    def timed(name: str, fn: Callable[[], dict]) -> dict:
+        """Runs one stage, logs and records its wall time."""
+        log(f"[{name}] ...")
+        began = time.perf_counter()
+        out = fn()
+        seconds[name] = time.perf_counter() - began
+        log(f"[{name}] done in {seconds[name]:.1f} s")
+        return out
+
+    # The images first: a bad --dataset ends the run before anything is trained or removed.
+    image_set = timed("images", lambda: {"set": load_images(dataset, split=split, data_dir=data_dir)})["set"]
+    os.makedirs(workdir, exist_ok=True)
+    _clear(workdir)
+    part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(settings, workdir, seed))
+    images, source = image_set.images, image_set.source
+    if settings.max_images is not None:
+        labels = None if image_set.labels is None else image_set.labels[: settings.max_images]
+        image_set = dataclasses.replace(image_set, images=images[: settings.max_images], labels=labels)
+        images = image_set.images
+    log(f"images: {source} ({len(images)} used)")
+    classifier = timed("classifier", lambda: _classifier_stage(image_set, settings, workdir, seed, dataset,
+                                                              split))
+    gan_config = _gan_config(settings, len(images), seed)
+    gan = timed("GAN", lambda: _gan_stage(images, gan_config, workdir, source))
+    scores = timed("scores", lambda: _score_stage(classifier, images, gan["gen_variables"], gan_config,
+                                                  score_key))
+    _write_text(os.path.join(workdir, "scores.json"), json.dumps(scores, indent=2))
+    interp = timed("interpolation", lambda: _interpolation_stage(classifier, gan["gen_variables"], settings,
+                                                                workdir, pair_key, gan["step"]))
+    report = _markdown(settings, workdir=workdir, source=source, num_images=len(images), seed=seed,
+                       part1=part1, classifier=classifier, gan_config=gan_config, gan=gan, scores=scores,
+                       interp=interp, seconds=seconds)
+    report_path = os.path.join(workdir, "REPORT.md")
+    _write_text(report_path, report)
+    return {"source": source, "seconds": seconds,
+            "holdout_accuracy": classifier["summary"]["holdout_accuracy"], "scores": scores,
+            "report": report_path, "interpolation_checked": interp["checked"]}
+
+
+def _link(workdir: str, path: str) -> str:
+    """A path relative to the report, for a markdown link."""
+    return os.path.relpath(path, workdir).replace(os.sep, "/")
+
+
+def _markdown(settings: Settings, *, workdir: str, source: str, num_images: int, seed: int, part1: dict,
+              classifier: dict, gan_config, gan: dict, scores: dict, interp: dict,
+              seconds: dict[str, float]) -> str:
+    """REPORT.md's text."""
+    s = settings
+    lines = ["# jaxgan: reproduction report", "",
+             f"Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by "
+             f"`python -m experiments.reproduce` on {jax.default_backend()} "
+             f"({jax.devices()[0].device_kind}), seed {seed}.", ""]
+    if s.name != "study":
+        lines += [f"**{s.name.capitalize()} mode: every stage is shrunk, so these numbers are not the "
+                  f"study's.** Palindrome lengths {', '.join(map(str, s.lengths))}, {s.num_seeds} seed(s), "
+                  f"{s.palindrome_epochs} epochs, hidden {s.palindrome_hidden}; classifier "
+                  f"{s.classifier_epochs} epoch(s); GAN {gan_config.epochs} epoch(s)"
+                  + (f"; first {s.max_images} images only" if s.max_images else "") + ".", ""]
+    lines += [f"**Image source:** {source}; {num_images} images used.", ""]
+
+    lines += ["## Part 1: LSTM vs RNN on palindromes", "",
+              f"Final validation accuracy per input length T, scalar digit encoding, "
+              f"{s.palindrome_epochs} epochs, hidden {s.palindrome_hidden}.", "", part1["summary"]]
+    for figure in part1["figures"]:
+        name = os.path.basename(figure)
+        lines += [f"![{name}]({_link(workdir, figure)})", ""]
+
+    summary = classifier["summary"]
+    lines += ["## Digit classifier", "",
+              f"Trained {summary['epoch']} epoch(s) on {summary['num_train']} images of the source, held out "
+              f"{summary['num_holdout']}: held-out accuracy **{100 * summary['holdout_accuracy']:.2f}%**. "
+              "Metrics per epoch: [classifier/metrics.jsonl](classifier/metrics.jsonl).", ""]
+
+    last = gan["last_epoch"]
+    lines += ["## Part 2: GAN training", "",
+              f"{gan_config.epochs} epoch(s), {gan['step']} steps of batch {gan_config.batch_size}, Adam lr "
+              f"{gan_config.learning_rate} (b1 {gan_config.b1}), generator layers "
+              f"{list(gan_config.gen_features)}, {gan['steps_per_s']:.0f} steps/s. "
+              + (f"Last epoch means: D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f}, "
+                 f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f}." if last else ""), "",
+              "Samples of one fixed noise tensor at the start, middle and end of training:", "",
+              "![GAN progress](gan/progress.png)", "", "![GAN losses](gan/losses.png)", ""]
+
+    lines += ["## Quality scores", "",
+              f"From the project's classifier: Inception Score (10 splits) and Fréchet distance of its "
+              f"penultimate features, {scores['num_samples']} images each, against the classifier's "
+              f"{scores['num_samples']} held-out real images. Higher IS and lower FID are better.", "",
+              "| images | Inception Score | FID |", "|---|---|---|"]
+    for label, row in scores["rows"].items():
+        lines.append(f"| {label} | {row['inception_score']:.2f} ± {row['inception_std']:.2f} | "
+                     f"{row['fid']:.2f} |")
+    lines += ["", "Per-row numbers: [scores.json](scores.json).", ""]
+
+    how = (f"pairs whose two ends the classifier calls different classes, each with confidence "
+           f">= {s.threshold}" if interp["checked"] else "random pairs")
+    lines += ["## Interpolation", "",
+              f"{s.pairs} rows of {s.num_between + 2} images ({s.mode}): {how}; each image is titled "
+              "with the classifier's class and confidence. "
+              "Latents: [interpolation.json](interpolation.json).", ""]
+    if interp["note"]:
+        lines += [interp["note"], ""]
+    lines += [f"![interpolation]({_link(workdir, interp['figure'])})", "", "## Wall time", "",
+              "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {value:.1f} |" for name, value in seconds.items()]
+    lines += [f"| total | {sum(seconds.values()):.1f} |", ""]
+    return "\n".join(lines)

@@ -1,0 +1,112 @@
+"""experiments.interpolate: figure and JSON from a restored generator, classifier-checked rows, bad input.
+
+A tiny GAN (small layers) trains one epoch on 320 scikit-learn digits; a classifier checkpoint
+is saved untrained (only its kind and shapes matter for the error cases), and the success path
+with a classifier swaps in a deterministic stand-in so the test needs no trained classifier.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import _cli
+from experiments import interpolate as cli
+from jaxgan import checkpoint
+from jaxgan import interpolate as interp
+from jaxgan.data.images import load_images
+from jaxgan.train import classifier as clf
+from jaxgan.train.gan import GANConfig, decode, restore_generator, train
+
+# The reproduce test's tiny GAN, so a suite running both compiles its epoch once.
+TINY_GAN = GANConfig(gen_features=(32, 64), disc_features=(64, 32), epochs=1, batch_size=64,
+                     sample_every=1, checkpoint_every=1, seed=0)
+TINY_CLASSIFIER = clf.ClassifierConfig(conv1=4, conv2=8, hidden=16)
+
+
+@pytest.fixture(scope="module")
+def gan_dir(tmp_path_factory):
+    """A GAN checkpoint directory (step 5: one epoch of 320 images at batch 64)."""
+    root = tmp_path_factory.mktemp("gan")
+    images = load_images("digits", split="train").images[:320]
+    train(images, TINY_GAN, workdir=str(root / "run"), checkpoint_dir=str(root / "ckpt"), source="digits")
+    return root / "ckpt"
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory):
+    """An untrained classifier checkpoint: the right kind and shapes, no training."""
+    directory = tmp_path_factory.mktemp("classifier")
+    state = clf.init_state(jax.random.PRNGKey(0), TINY_CLASSIFIER)
+    manager = checkpoint.open_manager(directory)
+    checkpoint.save(manager, 1, state, clf.checkpoint_config(TINY_CLASSIFIER, source="none", num_images=0))
+    manager.wait_until_finished()
+    manager.close()
+    return directory
+
+
+def _stand_in_classify(images: jax.Array) -> jax.Array:
+    """A deterministic 'classifier': the class is a digit of the mean pixel, confidence 0.91."""
+    brightness = jnp.mean(jnp.reshape(images, (images.shape[0], -1)), axis=1)
+    classes = jnp.floor(jnp.abs(brightness) * 1000.0).astype(jnp.int32) % 10
+    return jax.nn.one_hot(classes, 10) * 0.9 + 0.01
+
+
+def test_random_pairs_without_a_classifier_write_figure_and_json(gan_dir, tmp_path, capsys):
+    """No --classifier-dir: random pairs, said so; 4 rows of 9 latents whose ends are the pair."""
+    out = tmp_path / "interp.png"
+    cli.main(["--checkpoint-dir", str(gan_dir), "--out", str(out)])
+    assert "random pairs" in capsys.readouterr().out
+    record = json.loads((tmp_path / "interp.json").read_text())
+    latents = np.asarray(record["latents"], np.float32)
+    assert out.stat().st_size > 0
+    assert latents.shape == (4, 9, TINY_GAN.latent_dim)
+    assert record["classifier_checked"] is False and record["checkpoint_step"] == 5
+    want = interp.random_pairs(jax.random.PRNGKey(0), 4, TINY_GAN.latent_dim)
+    np.testing.assert_array_equal(latents[:, [0, -1]], want)
+
+
+def test_classifier_checked_rows_end_in_different_confident_classes(gan_dir, tmp_path, monkeypatch):
+    """With a classifier every row's ends differ in class, both >= threshold; the JSON remakes the row."""
+    monkeypatch.setattr(interp, "load_classify_fn", lambda directory, step=None: _stand_in_classify)
+    out = tmp_path / "rows.png"
+    cli.main(["--checkpoint-dir", str(gan_dir), "--classifier-dir", "unused", "--pairs", "3", "--steps", "5",
+              "--mode", "slerp", "--threshold", "0.9", "--out", str(out)])
+    record = json.loads((tmp_path / "rows.json").read_text())
+    classes, confidence = np.asarray(record["classes"]), np.asarray(record["confidence"])
+    assert out.exists() and classes.shape == (3, 7) and record["mode"] == "slerp"
+    assert np.all(classes[:, 0] != classes[:, -1])
+    assert np.all(confidence[:, [0, -1]] >= 0.9)
+    gen_variables, _ = restore_generator(str(gan_dir))
+    latents = np.asarray(record["latents"], np.float32)
+    remade = _stand_in_classify(decode(gen_variables, latents.reshape(-1, latents.shape[-1])))
+    np.testing.assert_array_equal(np.asarray(remade).argmax(-1).reshape(3, 7), classes)
+
+
+def test_a_restored_classifier_gives_probabilities(classifier_dir):
+    """load_classify_fn turns a classifier checkpoint into images [B, 28, 28] -> probs [B, 10]."""
+    probs = np.asarray(interp.load_classify_fn(str(classifier_dir))(jnp.zeros((3, 28, 28))))
+    assert probs.shape == (3, 10)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(gan_dir, classifier_dir, tmp_path, capsys):
+    """Missing dir, absent step, swapped checkpoint kinds: one line on stderr, exit 2, no files."""
+    out = tmp_path / "bad.png"
+    cases = {
+        "no checkpoint directory": ["--checkpoint-dir", str(tmp_path / "missing")],
+        "no checkpoint at step 999": ["--checkpoint-dir", str(gan_dir), "--step", "999"],
+        "not a GAN one": ["--checkpoint-dir", str(classifier_dir)],
+        "not a 'classifier' one": ["--checkpoint-dir", str(gan_dir), "--classifier-dir", str(gan_dir)],
+    }
+    for phrase, argv in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            _cli.run(cli.main, [*argv, "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2, phrase
+        assert phrase in err and err.startswith("error:") and "\n" not in err, err
+        assert list(tmp_path.iterdir()) == [], phrase
