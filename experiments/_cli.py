@@ -83,18 +83,86 @@ def writable_dir(path: str) -> str:
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as err:
+        blocker = os.path.abspath(path)
+        while blocker != os.path.dirname(blocker) and not os.path.lexists(blocker):
+            blocker = os.path.dirname(blocker)
+        if os.path.lexists(blocker) and not os.path.isdir(blocker):  # "File exists", "Not a directory"
+            if blocker == os.path.abspath(path):
+                raise UserError(f"{path} is a file, not a directory") from None
+            raise UserError(f"cannot create directory {path}: {blocker} is a file") from None
         raise UserError(f"cannot create directory {path}: {err.strerror}") from None
     if not os.access(path, os.W_OK):
         raise UserError(f"directory {path} is not writable")
     return path
 
 
+def add_distributed_flags(parser: argparse.ArgumentParser) -> None:
+    """The multi-process flags: --coordinator-address, --num-processes, --process-id (all or none),
+    or --auto-distributed; ``initialize_distributed`` acts on them."""
+    group = parser.add_argument_group(
+        "multi-process (several hosts, or one process per GPU)",
+        "give all three of the first flags, each process its own --process-id, or --auto-distributed; "
+        "without them the run uses this process's devices only")
+    group.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
+                       help="address of process 0, which every process connects to (e.g. 10.0.0.2:1234)")
+    group.add_argument("--num-processes", type=positive_int, default=None,
+                       help="how many processes take part in the run")
+    group.add_argument("--process-id", type=non_negative_int, default=None,
+                       help="this process's index, 0 .. --num-processes - 1")
+    group.add_argument("--auto-distributed", action="store_true",
+                       help="let JAX read all three from the cluster (Cloud TPU pod slices, SLURM, "
+                            "Open MPI) instead of giving them")
+
+
+def initialize_distributed(args: argparse.Namespace) -> bool:
+    """Calls ``jax.distributed.initialize`` when the distributed flags ask for it; True if it did.
+
+    Must run before anything else touches JAX's devices. CPU processes exchange data over
+    gloo (TCP), so a multi-process run works without accelerators too.
+    """
+    given = {"--coordinator-address": args.coordinator_address, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    missing = [flag for flag, value in given.items() if value is None]
+    if args.auto_distributed and len(missing) < len(given):
+        raise UserError("--auto-distributed reads the coordinator address, process count and process id "
+                        "from the cluster, so give none of them with it")
+    if missing and len(missing) < len(given):
+        raise UserError(f"a multi-process run needs --coordinator-address, --num-processes and "
+                        f"--process-id together, but {' and '.join(missing)} "
+                        f"{'is' if len(missing) == 1 else 'are'} missing")
+    if not args.auto_distributed and missing:
+        return False
+    if not args.auto_distributed:
+        host, _, port = args.coordinator_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise UserError(f"--coordinator-address must be HOST:PORT, not {args.coordinator_address!r}")
+        if args.process_id >= args.num_processes:
+            raise UserError(f"--process-id {args.process_id} is out of range for --num-processes "
+                            f"{args.num_processes} (ids run from 0 to {args.num_processes - 1})")
+    import jax
+
+    # gloo is JAX 0.10's default for cross-process collectives on CPU; older versions had none,
+    # so set it unless the environment chose another (JAX_CPU_COLLECTIVES_IMPLEMENTATION=mpi).
+    if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if args.auto_distributed:
+        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                                   num_processes=args.num_processes, process_id=args.process_id)
+    return True
+
+
 def describe_devices() -> str:
-    """One line naming the JAX backend and its devices."""
+    """One line naming the JAX backend and its devices (all processes'), and this process's place."""
     import jax
 
     devices = jax.devices()
-    return f"JAX {jax.__version__} on {jax.default_backend()}: {len(devices)} x {devices[0].device_kind}"
+    line = f"JAX {jax.__version__} on {jax.default_backend()}: {len(devices)} x {devices[0].device_kind}"
+    if jax.process_count() > 1:
+        line += (f" over {jax.process_count()} processes (this is process {jax.process_index()}, "
+                 f"with {jax.local_device_count()})")
+    return line
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
@@ -104,6 +172,10 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     argv = [a for a in argv if a != "--debug"]
     # Orbax and absl log every save at INFO/WARNING level; keep the terminal for our own lines.
     logging.getLogger("absl").setLevel(logging.ERROR)
+    parser_error = argparse.ArgumentParser.error
+    # argparse would print the usage and its own "prog: error:" line; a bad flag is bad input
+    # like any other, so it gets the same single "error: ..." line.
+    argparse.ArgumentParser.error = _flag_error
     try:
         main(argv)
     except UserError as err:
@@ -114,3 +186,10 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        argparse.ArgumentParser.error = parser_error
+
+
+def _flag_error(parser: argparse.ArgumentParser, message: str):
+    """Stands in for ``ArgumentParser.error`` while a script runs: a UserError naming the help command."""
+    raise UserError(f"{message} (see {parser.prog} --help)")

@@ -11,14 +11,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh, PartitionSpec
 
+from jaxgan import parallel
 from jaxgan.data import palindrome as pal
 from jaxgan.models.recurrent import SequenceClassifier
 
@@ -188,6 +190,21 @@ def run_key(seed: int | jax.Array, length: int | jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(seed), length)
 
 
+def _over_runs(fn: Callable, mesh: Mesh | None) -> Callable:
+    """``fn`` (leading run axis in, leading run axis out) as is, or run per device with ``mesh``.
+
+    Runs never talk to each other, so each device applies ``fn`` to its own block of runs
+    (``shard_map``): no collectives, and each device's program is the one-device program on
+    fewer runs. Every input and output leaf must have the run axis first.
+    """
+    if not parallel.is_parallel(mesh):
+        return fn
+    spec = PartitionSpec(parallel.AXIS)
+    # check_vma=False: with no collectives there is nothing to check, and the checker would
+    # ask every constant carry in the model's scans (h(0) = 0) to be marked device-varying.
+    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def init_sweep(seeds: jax.Array, lengths: jax.Array, config: PalindromeConfig):
     """Runs for every (seed [R], length [R]) pair, stacked on a leading axis R."""
@@ -206,19 +223,49 @@ def resolve_strategy(strategy: str) -> str:
     return strategy
 
 
-@functools.partial(jax.jit, static_argnames=("config", "num_epochs", "strategy"), donate_argnums=0)
+@functools.partial(jax.jit, static_argnames=("config", "num_epochs", "strategy", "mesh"), donate_argnums=0)
 def train_sweep_chunk(runs: RunState, data: RunData, config: PalindromeConfig, num_epochs: int,
-                      strategy: str = "vmap"):
+                      strategy: str = "vmap", mesh: Mesh | None = None):
     """``num_epochs`` epochs of every run in one program, over the leading run axis.
 
     ``vmap`` batches the runs' products together (what an accelerator wants); ``map`` runs them
     one after another inside the same program, which on a CPU keeps each run's weights in cache
     and is faster (``experiments.benchmark`` measures both; the README gives the figures).
+    With a ``mesh`` of several devices the run axis (a multiple of its size) is split over it
+    and each device trains its own runs with that strategy.
     """
     one = lambda r, d: run_epochs(r, d, config, num_epochs)
-    if strategy == "map":
-        return jax.lax.map(lambda pair: one(*pair), (runs, data))
-    return jax.vmap(one)(runs, data)
+
+    def all_runs(runs, data):
+        """Every run of this device (or of the only device)."""
+        if strategy == "map":
+            return jax.lax.map(lambda pair: one(*pair), (runs, data))
+        return jax.vmap(one)(runs, data)
+
+    return _over_runs(all_runs, mesh)(runs, data)
+
+
+def sweep_mesh(mesh: Mesh | None = None) -> Mesh | None:
+    """The mesh a sweep spreads its runs over: ``mesh``, by default every device of every process;
+    None when that is a single device (the plain path)."""
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    return mesh if parallel.is_parallel(mesh) else None
+
+
+def shard_runs(tree, mesh: Mesh):
+    """A stacked tree [R, ...] padded to a multiple of the mesh size and placed run-sharded.
+
+    The padding repeats run 0, a real run, so padded slots train on real data and stay finite;
+    ``sweep_chunks`` drops them. Works across processes (every process passes the same tree).
+    """
+    count = jax.tree.leaves(tree)[0].shape[0]
+    extra = parallel.padded_size(count, mesh) - count
+
+    def pad(leaf):
+        """One leaf with ``extra`` copies of its run 0 appended."""
+        return np.concatenate([leaf, np.repeat(leaf[:1], extra, axis=0)]) if extra else leaf
+
+    return parallel.put(jax.tree.map(pad, parallel.fetch(tree)), parallel.runs(mesh))
 
 
 def chunk_size(epochs: int, target: int) -> int:
@@ -226,27 +273,70 @@ def chunk_size(epochs: int, target: int) -> int:
     return max(d for d in range(1, min(epochs, target) + 1) if epochs % d == 0)
 
 
+def pair_arrays(lengths: Sequence[int], seeds: Sequence[int]) -> tuple[jax.Array, jax.Array]:
+    """(seeds [R], lengths [R]) of every (length, seed) pair, length-major: run r has
+    ``lengths[r // len(seeds)]`` and ``seeds[r % len(seeds)]``."""
+    pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
+    pair_lengths = jnp.asarray([t for t in lengths for _ in seeds], jnp.int32)
+    return pair_seeds, pair_lengths
+
+
+def sweep_chunks(runs: RunState, data: RunData, config: PalindromeConfig, epochs: int, *, start: int = 0,
+                 chunk_epochs: int = 10, strategy: str = "auto", mesh: Mesh | None = None
+                 ) -> Iterator[tuple[int, RunState, dict[str, np.ndarray]]]:
+    """Trains stacked ``runs`` from epoch ``start`` to ``epochs``, yielding after every chunk.
+
+    Yields ``(epochs_done, runs, chunk_metrics)`` with host metrics ``{name: [runs, chunk]}``.
+    Chunks have ``chunk_size(epochs, chunk_epochs)`` epochs counted from 0, so a sweep resumed
+    at a chunk boundary runs the same compiled program on the same state and key as an
+    unbroken one, and ends bit for bit where it would have (tested). ``runs`` is donated.
+
+    With several devices (``sweep_mesh(mesh)``) the runs are spread over them, each device
+    training its own: the run count is padded up to a multiple of the device count with copies
+    of run 0, so any study fits any machine at a cost of at most one run per device; yielded
+    runs and metrics hold the real runs only. Results equal the one-device sweep (tested).
+    """
+    chunk = chunk_size(epochs, chunk_epochs)
+    strategy = resolve_strategy(strategy)
+    if start >= epochs:  # nothing to train (and ``runs`` may be None then)
+        return
+    count = jax.tree.leaves(runs)[0].shape[0]
+    mesh = sweep_mesh(mesh)
+    placed = {} if mesh is None else {"mesh": mesh}  # no mesh: the very program (and cache entry) as before
+    if mesh is not None:
+        runs, data = shard_runs((runs, data), mesh)
+    padded = jax.tree.leaves(runs)[0].shape[0] != count
+    done = start
+    while done < epochs:
+        num = min(chunk - done % chunk, epochs - done)  # back onto the chunk grid after an odd start
+        runs, metrics = train_sweep_chunk(runs, data, config, num, strategy, **placed)
+        metrics = parallel.fetch(metrics)  # the one host sync per chunk (all runs, on every process)
+        done += num
+        real = jax.tree.map(lambda x: x[:count], runs) if padded else runs
+        yield done, real, {name: np.asarray(metrics[name])[:count] for name in METRICS}
+
+
 def sweep(config: PalindromeConfig, lengths: Sequence[int], seeds: Sequence[int], epochs: int, *,
           chunk_epochs: int = 10, strategy: str = "auto",
-          on_chunk: Callable[[int, dict], None] | None = None) -> tuple[RunState, dict[str, np.ndarray]]:
+          on_chunk: Callable[[int, dict], None] | None = None,
+          mesh: Mesh | None = None) -> tuple[RunState, dict[str, np.ndarray]]:
     """Trains one model on every (length, seed) pair in one jitted program (vmap or map over runs).
 
     Runs are ordered length-major: run r has ``lengths[r // len(seeds)]`` and
     ``seeds[r % len(seeds)]``. Returns the final stacked RunState and metrics
     ``{name: float array [runs, epochs]}``; ``on_chunk(epochs_done, chunk_metrics)`` is called
-    on the host after each chunk.
+    on the host after each chunk. With several devices the runs are spread over ``mesh``
+    (default: all of them; see ``sweep_chunks``).
     """
     if max(lengths) > config.max_length:
         raise ValueError(f"length {max(lengths)} exceeds config.max_length={config.max_length}")
     pair_lengths = jnp.asarray([t for t in lengths for _ in seeds], jnp.int32)
     pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
     runs, data = init_sweep(pair_seeds, pair_lengths, config)
-    chunk = chunk_size(epochs, chunk_epochs)
-    strategy = resolve_strategy(strategy)
     history: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
-    for done in range(chunk, epochs + 1, chunk):
-        runs, metrics = train_sweep_chunk(runs, data, config, chunk, strategy)
-        metrics = jax.device_get(metrics)  # the one host sync per chunk
+    for done, trained, metrics in sweep_chunks(runs, data, config, epochs, chunk_epochs=chunk_epochs,
+                                               strategy=strategy, mesh=mesh):
+        runs = trained
         for name in METRICS:
             history[name].append(np.asarray(metrics[name]))
         if on_chunk is not None:

@@ -1,0 +1,131 @@
+"""Several processes: two JAX processes on localhost (CPU collectives over gloo) sweep like one.
+
+tests/multihost_worker.py runs the sweep three times side by side: twice as the two
+processes of one distributed run (2 simulated CPU devices each, so 4 in all) and once alone
+on one device. The two write one checkpoint together, which this process then restores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import _cli
+from jaxgan import checkpoint, parallel
+from jaxgan.errors import UserError
+from jaxgan.train import palindrome as pal
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import multihost_worker as worker  # noqa: E402  (the worker's settings, read from its module)
+
+TIMEOUT_S = 300
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on now (the coordinator binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(devices: int) -> dict:
+    """This environment with ``devices`` simulated CPU devices and fast compiles (see test_parallel)."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+               JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT))
+    return env
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> pathlib.Path:
+    """The folder where the two-process run and the one-process run left their results."""
+    out = tmp_path_factory.mktemp("multihost")
+    address = f"127.0.0.1:{_free_port()}"
+    command = [sys.executable, str(ROOT / "tests" / "multihost_worker.py"), str(out)]
+    procs = [subprocess.Popen([*command, "--coordinator-address", address, "--num-processes", "2",
+                               "--process-id", str(i)], cwd=ROOT, env=_env(2), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    procs.append(subprocess.Popen(command, cwd=ROOT, env=_env(1), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True))
+    try:
+        for proc in procs:
+            output, _ = proc.communicate(timeout=TIMEOUT_S)
+            assert proc.returncode == 0, f"{proc.args[3:]} failed:\n{output[-4000:]}"
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return out
+
+
+def _load(path: pathlib.Path) -> dict:
+    """One worker's JSON report."""
+    return json.loads(path.read_text())
+
+
+def test_two_processes_split_the_runs_and_sweep_like_one(runs):
+    single = _load(runs / "single.json")
+    assert (single["processes"], single["devices"]) == (1, 1)
+    reports = [_load(runs / f"process{i}.json") for i in range(2)]
+    for i, report in enumerate(reports):
+        where = (report["process"], report["processes"], report["devices"], report["local_devices"])
+        assert where == (i, 2, 4, 2)
+        for name, values in single["metrics"].items():  # every process gets every run's metrics
+            np.testing.assert_array_equal(report["metrics"][name], values, err_msg=name)
+    # 6 runs padded to 8 over 4 devices: each process holds (and trains) its own 4
+    assert reports[0]["global_runs"] == 8
+    assert reports[0]["local_runs"] == [0, 1, 2, 3] and reports[1]["local_runs"] == [4, 5, 6, 7]
+
+
+def test_checkpoint_of_two_processes_restores_in_one(runs):
+    config = pal.PalindromeConfig(model="rnn", hidden=8, num_examples=64, batch_size=16, max_length=6)
+    seeds = np.asarray([s for _ in worker.LENGTHS for s in worker.SEEDS], np.int32)
+    lengths = np.asarray([t for t in worker.LENGTHS for _ in worker.SEEDS], np.int32)
+    abstract, _ = jax.eval_shape(lambda: pal.init_sweep(seeds, lengths, config))
+    manager = checkpoint.open_manager(runs / "checkpoint", create=False)
+    try:
+        # Written from 4 devices of 2 processes: the target must say where the arrays go here.
+        state, record = checkpoint.restore(manager, parallel.restore_target(abstract),
+                                           kind=worker.CHECKPOINT_KIND, step=worker.EPOCHS)
+    finally:
+        manager.close()
+    assert record["seeds"] == list(worker.SEEDS)
+    expected = np.load(runs / "single.npz")
+    leaves = jax.tree.leaves(state)
+    assert len(leaves) == len(expected.files)
+    for i, leaf in enumerate(leaves):
+        np.testing.assert_array_equal(np.asarray(leaf), expected[f"arr_{i}"])
+
+
+def _flags(*argv: str) -> argparse.Namespace:
+    """The distributed flags parsed as the experiment scripts parse them."""
+    parser = argparse.ArgumentParser()
+    _cli.add_distributed_flags(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--num-processes", "2"], "--coordinator-address and --process-id are missing"),
+    (["--coordinator-address", "h:1", "--num-processes", "2"], "--process-id is missing"),
+    (["--coordinator-address", "h", "--num-processes", "2", "--process-id", "0"], "must be HOST:PORT"),
+    (["--coordinator-address", "h:1", "--num-processes", "2", "--process-id", "2"], "out of range"),
+    (["--auto-distributed", "--process-id", "0"], "give none of them"),
+])
+def test_distributed_flags_are_all_or_none_in_one_sentence(argv, message):
+    with pytest.raises(UserError, match=message):
+        _cli.initialize_distributed(_flags(*argv))
+
+
+def test_without_distributed_flags_nothing_is_initialised():
+    assert _cli.initialize_distributed(_flags()) is False

@@ -1,0 +1,102 @@
+"""Several devices: the sweep split over its runs and the GAN over its batch equal one device's results.
+
+The checks run in fresh processes with 4 simulated CPU devices (tests/parallel_worker.py),
+because XLA fixes its device count when JAX starts; the sweep and the GAN run side by side.
+XLA's backend optimisations are off there (JAX_DISABLE_MOST_OPTIMIZATIONS): compiling is
+most of their time, and each comparison compiles both of its sides the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from jaxgan import parallel
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "parallel_worker.py"
+DEVICES = 4
+TIMEOUT_S = 300
+
+
+def _worker_env(devices: int) -> dict:
+    """This environment with ``devices`` simulated CPU devices and fast compiles."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+               JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT))
+    return env
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict:
+    """Both workers' JSON reports, the two started together."""
+    procs = {name: subprocess.Popen([sys.executable, str(WORKER), name], cwd=ROOT, env=_worker_env(DEVICES),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("sweep", "gan")}
+    out = {}
+    try:
+        for name, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
+            assert proc.returncode == 0, f"{name} worker failed:\n{stderr[-4000:]}"
+            out[name] = json.loads(stdout.strip().splitlines()[-1])
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return out
+
+
+def test_sweep_on_four_devices_equals_one_device(reports):
+    sweep = reports["sweep"]
+    assert sweep["device_count"] == DEVICES
+    # 6 runs do not divide over 4 devices: padded to 8 inside, the real 6 come back
+    assert sweep["metric_shape"] == [6, 2] and sweep["state_runs"] == 6
+    # each device runs the one-device program on its own runs, so the numbers are the same bits
+    assert sweep["metrics"]["abs"] == 0.0, sweep["metrics"]
+    assert sweep["state"]["abs"] == 0.0, sweep["state"]
+    assert sweep["direct_call_equal"]
+
+
+def test_sweep_state_and_data_are_split_over_the_devices(reports):
+    for name in ("runs_placement", "data_placement"):
+        placed = reports["sweep"][name]
+        assert placed["devices"] == DEVICES, placed
+        assert placed["spec"] == f"P('{parallel.AXIS}',)", placed
+        assert [shape[0] for shape in placed["shard_shapes"]] == [2], placed  # 8 padded runs / 4 devices
+
+
+def test_gan_epoch_data_parallel_equals_one_device(reports):
+    gan = reports["gan"]
+    assert gan["device_count"] == DEVICES
+    # Split sums (batch-norm statistics and gradients as all-reduces) round differently, no more.
+    assert gan["outputs"]["abs"] < 1e-4, gan["outputs"]  # per-step metrics and the eval-mode grids
+    assert gan["state"]["abs"] < 1e-6 and gan["state"]["rel"] < 1e-3, gan["state"]
+    # A bias feeding a batch norm has a true gradient of 0: Adam turns its rounding noise into
+    # steps of up to about the learning rate, so two reduction orders part by at most that per step.
+    assert gan["pre_batch_norm_leaves"] > 0
+    bound = gan["learning_rate"] * gan["steps"]
+    assert gan["state_pre_batch_norm"]["abs"] < bound, gan["state_pre_batch_norm"]
+
+
+def test_gan_batch_is_split_and_parameters_replicated(reports):
+    gan = reports["gan"]
+    # each device multiplies its quarter of the batch; batch-norm means and gradients are all-reduced
+    assert gan["split_generator_matmul"] and not gan["whole_generator_matmul"]
+    assert gan["all_reduces"] > 0
+    placed = gan["state_placement"]
+    assert placed["devices"] == DEVICES and placed["spec"] == "P()", placed  # whole on every device
+    assert "cannot be split evenly over 4 devices" in gan["indivisible_batch"]
+
+
+def test_one_device_mesh_is_the_plain_path():
+    import jax
+
+    assert not parallel.is_parallel(parallel.make_mesh(jax.devices()[:1]))
+    assert not parallel.is_parallel(None)
+    assert parallel.padded_size(6, parallel.make_mesh(jax.devices()[:1])) == 6
