@@ -2,12 +2,19 @@
 
     python -m experiments.palindrome                       # the study's defaults
     python -m experiments.palindrome --encoding both --lengths 5 20 --seeds 2 --epochs 50
+
+Reliability: every chunk of epochs is checkpointed; the same command resumes a killed run from
+its newest good checkpoint and ends exactly as an unbroken run; one run at a time per
+checkpoint directory; SIGINT or SIGTERM stops at the end of the current chunk, with a
+checkpoint there, and exits 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import warnings
 
 from experiments import _cli
 from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH
@@ -49,47 +56,76 @@ def parse_args(argv):
     p.add_argument("--workdir", default="runs/palindrome",
                    help="where results.json, summary.md and figures go (default: runs/palindrome)")
     p.add_argument("--checkpoint-dir", default="checkpoints/palindrome",
-                   help="root of the final Orbax checkpoints, one per model and encoding "
+                   help="root of the Orbax checkpoints, one folder per model and encoding, written "
+                        "after every chunk; a run of the same settings resumes from them "
                         "(default: checkpoints/palindrome)")
+    p.add_argument("--keep-checkpoints", type=_cli.positive_int, default=2,
+                   help="how many of the newest checkpoints to keep per sweep (default: 2)")
+    p.add_argument("--restart", action="store_true",
+                   help="when a sweep's checkpoints are all damaged, train it from scratch instead of "
+                        "stopping (the damaged ones are moved to its damaged/ folder, never deleted)")
+    _cli.add_distributed_flags(p)
     return p.parse_args(argv)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Shows a warning as one ``warning: ...`` line on stderr, without the source location."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
 def main(argv=None) -> None:
     """Parses flags, trains every sweep, writes results and prints the summary."""
     from tqdm import tqdm
 
-    from jaxgan.palindrome_study import run_study, summary_markdown, validate, write_results
+    from jaxgan import palindrome_study as study
+    from jaxgan.signals import Interrupted
 
     args = parse_args(argv)
+    _cli.initialize_distributed(args)  # before anything else touches JAX's devices
     encodings = list(ENCODINGS) if args.encoding == "both" else [args.encoding]
-    validate(args.models, encodings, args.lengths, args.seeds, args.epochs)
-    _cli.writable_dir(args.workdir)
-    _cli.writable_dir(args.checkpoint_dir)
-    print(_cli.describe_devices())
     base = PalindromeConfig(hidden=args.hidden, num_examples=args.num_examples,
                             batch_size=args.batch_size, learning_rate=args.lr,
                             clip_norm=args.clip_norm, unroll=args.unroll)
+    study.validate(args.models, encodings, args.lengths, args.seeds, args.epochs, base)
+    study.check_checkpoint_root(args.checkpoint_dir)  # before anything is created
+    _cli.writable_dir(args.workdir)
+    _cli.writable_dir(args.checkpoint_dir)
+    warnings.showwarning = _print_warning  # a damaged checkpoint is news, not a stack location
+    print(_cli.describe_devices())
+    bars = []
 
     def progress(label, epochs):
+        """A bar per sweep; a resumed sweep's first call moves it to the resumed epoch."""
         bar = tqdm(total=epochs, desc=label, unit="epoch", dynamic_ncols=True)
-        done_before = [0]
+        bars.append(bar)
 
         def on_chunk(done, metrics):
-            bar.update(done - done_before[0])
-            done_before[0] = done
-            bar.set_postfix(val_acc=f"{metrics['val_acc'][:, -1].mean():.3f}")
+            bar.update(done - bar.n)
+            if done:
+                bar.set_postfix(val_acc=f"{metrics['val_acc'][:, -1].mean():.3f}")
             if done == epochs:
                 bar.close()
         return on_chunk
 
     start = time.perf_counter()
-    results = run_study(base, args.models, encodings, args.lengths, list(range(args.seeds)),
-                        args.epochs, args.checkpoint_dir, chunk_epochs=args.chunk_epochs,
-                        strategy=args.sweep_strategy, progress=progress)
+    try:
+        results = study.run_study(base, args.models, encodings, args.lengths, list(range(args.seeds)),
+                                  args.epochs, args.checkpoint_dir, chunk_epochs=args.chunk_epochs,
+                                  strategy=args.sweep_strategy, progress=progress, log=tqdm.write,
+                                  restart=args.restart, keep_checkpoints=args.keep_checkpoints)
+    except Interrupted as stop:
+        for bar in bars:
+            bar.close()
+        print(f"stopped: {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+    finally:
+        for bar in bars:
+            bar.close()
+    # The wall time of this process only; a resumed run's earlier processes are not counted.
     results["wall_time_s"] = round(time.perf_counter() - start, 1)
-    paths = write_results(results, args.workdir)
+    paths = study.write_results(results, args.workdir)
     print()
-    print(summary_markdown(results))
+    print(study.summary_markdown(results))
     print(f"trained in {results['wall_time_s']} s; wrote {len(paths)} files to {args.workdir}, "
           f"checkpoints to {args.checkpoint_dir}")
 

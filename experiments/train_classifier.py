@@ -45,12 +45,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     _cli.writable_dir(args.workdir)
     from tqdm import tqdm
 
-    from jaxgan.train.classifier import ClassifierConfig, train_classifier
+    from jaxgan.train.classifier import ClassifierConfig, holdout_size, train_classifier
 
     print(_cli.describe_devices())
     image_set = _cli.load_image_flags(args)
     if image_set.labels is None:
         raise UserError(f"{image_set.source} has no labels; the classifier needs labelled digits")
+    num_images = len(image_set.images)
+    num_train = num_images - holdout_size(num_images, args.holdout)  # checked before the progress bar
+    if args.batch_size > num_train:
+        raise UserError(f"the batch size {args.batch_size} is larger than the {num_train} training images "
+                        f"({num_images} images less {num_images - num_train} held out)")
     config = ClassifierConfig(epochs=args.epochs, batch_size=args.batch_size,
                               learning_rate=args.learning_rate, holdout_fraction=args.holdout,
                               seed=args.seed, dataset=args.dataset, split=args.split)

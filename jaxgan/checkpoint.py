@@ -8,7 +8,9 @@ A run that writes checkpoints holds ``lock(directory)`` (an flock on ``.lock``, 
 holder's pid inside), so a second run on the same directory refuses; the kernel drops the
 lock when its holder dies, however it dies. ``restore_latest_good`` resumes from the newest
 checkpoint that restores, warning about (and setting aside, never deleting) any newer one
-that does not and any temporary directory a killed save left behind.
+that does not and any temporary directory a killed save left behind. ``kind_at`` says whose
+checkpoints a directory holds, and ``open_manager`` refuses a directory that holds other
+checkpoint directories rather than checkpoints (the palindrome study's root).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -42,12 +46,55 @@ class NoGoodCheckpoint(UserError):
     """The checkpoint directory holds checkpoints, but none of them can be restored."""
 
 
+def _step_names(directory: str) -> list[str]:
+    """Names of the finished checkpoint steps directly in ``directory`` (Orbax names a step by its number)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted((n for n in names if n.isdigit() and os.path.isdir(os.path.join(directory, n))), key=int)
+
+
+def nested_checkpoint_dirs(directory: str | os.PathLike) -> list[str]:
+    """Sub-directories of ``directory`` that hold checkpoints, when it holds none itself (else [])."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory) or _step_names(directory):
+        return []
+    return sorted(n for n in os.listdir(directory)
+                  if n != DAMAGED_DIR and _step_names(os.path.join(directory, n)))
+
+
+def kind_at(directory: str | os.PathLike) -> str | None:
+    """The ``kind`` of the newest checkpoint directly in ``directory``; None when it holds none.
+
+    A checkpoint whose config cannot be read gives ``"unreadable"``: something is there all the same.
+    """
+    steps = _step_names(os.fspath(directory))
+    if not steps:
+        return None
+    manager = open_manager(directory, create=False)
+    try:
+        return str(read_config(manager, int(steps[-1]))[1].get("kind", "unknown"))
+    except Exception:  # a torn config: the directory is still somebody's checkpoint directory
+        return "unreadable"
+    finally:
+        manager.close()
+
+
 def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = 3,
                  create: bool = True) -> ocp.CheckpointManager:
-    """Opens (and with ``create`` makes) the checkpoint directory; one manager per run."""
+    """Opens (and with ``create`` makes) the checkpoint directory; one manager per run.
+
+    A directory that holds other checkpoint directories instead of checkpoints (the
+    palindrome study's root, with one folder per sweep) is refused with one sentence.
+    """
     directory = os.path.abspath(directory)
     if not create and not os.path.isdir(directory):
         raise UserError(f"no checkpoint directory at {directory}")
+    nested = nested_checkpoint_dirs(directory)
+    if nested:
+        raise UserError(f"{directory} holds the checkpoint directories {', '.join(nested)} rather than "
+                        f"checkpoints of its own; give one of them, or another directory")
     if create:
         try:
             os.makedirs(directory, exist_ok=True)
@@ -123,6 +170,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
             raise UserError(f"the checkpoint in {manager.directory} was written with "
                             f"{key}={config.get(key)!r}, but this run has {key}={want!r}")
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    _silence_closed_loop_callbacks()  # before: the noise starts while the failed restore unwinds
     try:
         restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target)))
@@ -136,10 +184,45 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
     return restored["state"], config
 
 
+def _silence_closed_loop_callbacks() -> None:
+    """Drops the noise that a failed Orbax restore leaves behind, once per process.
+
+    When TensorStore fails on a damaged file, Orbax closes its event loop while other reads
+    are still pending. Their completion callbacks then raise "Event loop is closed" into
+    ``sys.unraisablehook``, and the failed reads nobody awaited any more are logged by the
+    ``asyncio`` logger ("Task exception was never retrieved"): a traceback per array after
+    our one-line warning. Other unraisable exceptions and asyncio messages still get through.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_drops_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        """Passes everything on except a RuntimeError about a closed event loop."""
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._drops_closed_loop = True
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_drop_unretrieved)
+
+
+def _drop_unretrieved(record: logging.LogRecord) -> bool:
+    """A logging filter: False for asyncio's "... exception was never retrieved" records."""
+    return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
+
+
 @contextlib.contextmanager
 def lock(directory: str | os.PathLike) -> Iterator[str]:
-    """Holds ``directory/.lock`` for the block, or raises UserError naming the process that holds it."""
-    path = os.path.join(os.path.abspath(directory), LOCK_NAME)
+    """Holds ``directory/.lock`` for the block, or raises UserError naming the process that holds it.
+
+    In a multi-process run every process writes its shards to the same directory, so each
+    takes the lock of its own process index (``.lock.1``, ...); a second run still refuses.
+    """
+    name = LOCK_NAME if jax.process_count() == 1 else f"{LOCK_NAME}.{jax.process_index()}"
+    path = os.path.join(os.path.abspath(directory), name)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:

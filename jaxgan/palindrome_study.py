@@ -1,31 +1,48 @@
-"""Part 1 as one call: sweep every model and encoding, checkpoint, and summarise.
+"""Part 1 as one call: sweep every model and encoding, checkpoint every chunk, resume, and summarise.
 
 ``run_study`` trains; ``write_results`` writes results.json, summary.md and the figures.
 Both are used by ``experiments.palindrome`` and the whole-study report.
+
+Checkpoints: each (model, encoding) sweep has its own Orbax directory
+``checkpoint_dir/MODEL-ENCODING``, saved (asynchronously) after every chunk of epochs with
+the stacked RunState and the metrics of every epoch so far, so a run that is killed restarts
+from the end of its newest complete chunk and ends bit for bit where an unbroken run ends,
+metrics included. The whole study holds ``checkpoint.lock(checkpoint_dir)``; SIGINT or
+SIGTERM stops it at the end of the current chunk, after that chunk's checkpoint is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
 
-from jaxgan import checkpoint
-from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH
+from jaxgan import checkpoint, signals
+from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH, split_sizes
 from jaxgan.errors import UserError
 from jaxgan.models.recurrent import CELLS
-from jaxgan.train.palindrome import METRICS, PalindromeConfig, sweep
+from jaxgan.train.palindrome import METRICS, PalindromeConfig, init_sweep, pair_arrays, sweep_chunks
 
 CHECKPOINT_KIND = "palindrome-sweep"
 CONVERGED = 0.99  # validation accuracy that counts as "learned"
+KEEP_CHECKPOINTS = 2  # per sweep: the newest, and one to fall back on if the newest is damaged
+
+
+class NonFiniteLoss(UserError):
+    """A metric became NaN or infinite; the sweep stops without saving that chunk."""
 
 
 def validate(models: Sequence[str], encodings: Sequence[str], lengths: Sequence[int],
-             num_seeds: int, epochs: int) -> None:
-    """Raises UserError with one sentence for the first setting that is out of range."""
+             num_seeds: int, epochs: int, base: PalindromeConfig | None = None) -> None:
+    """Raises UserError with one sentence for the first setting that is out of range.
+
+    With ``base``, its data settings are checked too (both splits non-empty, a batch that fits).
+    """
     for model in models:
         if model not in CELLS:
             raise UserError(f"unknown model {model!r}; choose from {', '.join(sorted(CELLS))}")
@@ -40,52 +57,182 @@ def validate(models: Sequence[str], encodings: Sequence[str], lengths: Sequence[
         raise UserError(f"the number of seeds must be at least 1, not {num_seeds}")
     if epochs < 1:
         raise UserError(f"the number of epochs must be at least 1, not {epochs}")
+    if base is not None:
+        num_train, num_val = split_sizes(base.num_examples, base.val_fraction)
+        if num_train < 1 or num_val < 1:
+            raise UserError(f"{base.num_examples} palindromes are too few to split into training and "
+                            f"validation examples: use at least 3")
+        if base.batch_size > num_train:
+            raise UserError(f"the batch size {base.batch_size} is larger than the {num_train} training "
+                            f"examples of a run ({base.num_examples} palindromes less "
+                            f"{num_val} for validation)")
+
+
+def check_checkpoint_root(checkpoint_dir: str) -> None:
+    """Refuses a directory that is itself one run's checkpoint directory (a GAN's, a classifier's, a sweep's).
+
+    The study keeps one sub-directory per sweep below ``checkpoint_dir``, so checkpoints
+    directly inside it belong to something else.
+    """
+    kind = checkpoint.kind_at(checkpoint_dir)
+    if kind is None:
+        return
+    what = "one palindrome sweep's" if kind == CHECKPOINT_KIND else f"a {kind!r}"
+    raise UserError(f"{os.path.abspath(checkpoint_dir)} is {what} checkpoint directory, but the palindrome "
+                    f"study needs a directory of its own, in which it keeps one folder per model and "
+                    f"encoding; choose another checkpoint directory")
 
 
 def run_study(base: PalindromeConfig, models: Sequence[str], encodings: Sequence[str],
               lengths: Sequence[int], seeds: Sequence[int], epochs: int, checkpoint_dir: str | None,
               *, chunk_epochs: int = 10, strategy: str = "auto",
-              progress: Callable[[str, int], Callable[[int, dict], None]] | None = None) -> dict:
-    """Trains every (model, encoding) sweep over lengths x seeds; returns the results dict.
+              progress: Callable[[str, int], Callable[[int, dict], None]] | None = None,
+              log: Callable[[str], None] | None = None, restart: bool = False,
+              keep_checkpoints: int = KEEP_CHECKPOINTS) -> dict:
+    """Trains (or resumes) every (model, encoding) sweep over lengths x seeds; returns the results dict.
 
-    ``progress(label, epochs)`` may return an ``on_chunk`` callback for each sweep. The final
-    stacked state of each sweep is saved under ``checkpoint_dir/MODEL-ENCODING``.
+    ``progress(label, epochs)`` may return an ``on_chunk(epochs_done, metrics)`` callback for
+    each sweep; a resumed sweep calls it first with the resumed epoch and the metrics so far.
+    With a ``checkpoint_dir``, every chunk of every sweep is checkpointed in
+    ``checkpoint_dir/MODEL-ENCODING`` and a sweep with checkpoints of the same settings resumes
+    from its newest good one (damaged newer ones are set aside with a CheckpointWarning; when
+    none restores, ``restart`` allows a fresh start), keeping the newest ``keep_checkpoints``.
+    ``log`` gets one line per resumed sweep.
+    Raises ``signals.Interrupted`` after a checkpoint when SIGINT or SIGTERM arrived, and
+    ``NonFiniteLoss`` (without saving) when a metric stops being finite.
     """
-    validate(models, encodings, lengths, len(seeds), epochs)
+    validate(models, encodings, lengths, len(seeds), epochs, base)
     lengths = sorted(set(lengths))
+    seeds = list(seeds)
     runs = []
-    for encoding in encodings:
-        for model in models:
+    with contextlib.ExitStack() as stack:
+        if checkpoint_dir is not None:
+            check_checkpoint_root(checkpoint_dir)
+            try:
+                os.makedirs(checkpoint_dir, exist_ok=True)
+            except OSError as err:
+                raise UserError(f"cannot create checkpoint directory {checkpoint_dir}: "
+                                f"{err.strerror}") from None
+            stack.enter_context(checkpoint.lock(checkpoint_dir))
+        received = stack.enter_context(signals.deferred_signals())
+        sweeps = [(encoding, model) for encoding in encodings for model in models]
+        for index, (encoding, model) in enumerate(sweeps):
             config = dataclasses.replace(base, model=model, encoding=encoding, max_length=max(lengths))
-            on_chunk = progress(f"{model}/{encoding}", epochs) if progress else None
-            state, metrics = sweep(config, lengths, seeds, epochs, chunk_epochs=chunk_epochs,
-                                   strategy=strategy, on_chunk=on_chunk)
+            directory = None
             if checkpoint_dir is not None:
-                save_sweep(os.path.join(checkpoint_dir, f"{model}-{encoding}"), state, config,
-                           lengths, seeds, epochs)
+                directory = os.path.join(checkpoint_dir, f"{model}-{encoding}")
+            label = f"{model}/{encoding}"
+            metrics = _train_sweep(config, lengths, seeds, epochs, directory, label=label,
+                                   chunk_epochs=chunk_epochs, strategy=strategy, progress=progress, log=log,
+                                   restart=restart, keep=keep_checkpoints, received=received,
+                                   last=index == len(sweeps) - 1)
             for r, (length, seed) in enumerate((t, s) for t in lengths for s in seeds):
                 run = {"model": model, "encoding": encoding, "length": length, "seed": seed}
                 run.update({name: metrics[name][r].round(6).tolist() for name in METRICS})
                 run["final_val_acc"] = run["val_acc"][-1]
                 runs.append(run)
     config = dataclasses.asdict(base) | {"models": list(models), "encodings": list(encodings),
-                                         "lengths": lengths, "seeds": list(seeds), "epochs": epochs}
+                                         "lengths": lengths, "seeds": seeds, "epochs": epochs}
     config.pop("model"), config.pop("encoding"), config.pop("max_length")
     return {"config": config, "runs": runs}
 
 
 def checkpoint_config(config: PalindromeConfig, lengths, seeds, epochs) -> dict:
-    """What a sweep checkpoint records about the sweep that wrote it."""
+    """What a sweep checkpoint records about the sweep that wrote it (all of it must match to resume)."""
     return {"kind": CHECKPOINT_KIND, **dataclasses.asdict(config), "lengths": list(lengths),
             "seeds": list(seeds), "epochs": epochs}
 
 
-def save_sweep(directory: str, state, config: PalindromeConfig, lengths, seeds, epochs: int) -> None:
-    """Saves a sweep's final stacked RunState (leading axis = run) with its config."""
-    manager = checkpoint.open_manager(directory)
-    checkpoint.save(manager, epochs, state, checkpoint_config(config, lengths, seeds, epochs))
-    manager.wait_until_finished()
-    manager.close()
+def sweep_target(config: PalindromeConfig, lengths, seeds, epochs: int) -> dict:
+    """The abstract checkpoint of a sweep: ``{"runs": RunState [R, ...], "history": {name: [R, epochs]}}``."""
+    runs, _ = jax.eval_shape(lambda: init_sweep(*pair_arrays(lengths, seeds), config))
+    shape = (len(lengths) * len(seeds), epochs)
+    return {"runs": runs, "history": {name: jax.ShapeDtypeStruct(shape, np.float32) for name in METRICS}}
+
+
+def _first_non_finite(metrics: dict[str, np.ndarray]) -> tuple[int, int, str, float] | None:
+    """(epoch index, run index, metric, value) of the earliest non-finite chunk metric, or None."""
+    bad = None
+    for name in METRICS:
+        runs, epochs = np.nonzero(~np.isfinite(metrics[name]))
+        if runs.size:
+            i = int(np.argmin(epochs))
+            if bad is None or epochs[i] < bad[0]:
+                bad = (int(epochs[i]), int(runs[i]), name, float(metrics[name][runs[i], epochs[i]]))
+    return bad
+
+
+def _train_sweep(config: PalindromeConfig, lengths: list[int], seeds: list[int], epochs: int,
+                 directory: str | None, *, label: str, chunk_epochs: int, strategy: str,
+                 progress: Callable[[str, int], Callable[[int, dict], None]] | None,
+                 log: Callable[[str], None] | None,
+                 restart: bool, keep: int, received: list[int], last: bool) -> dict[str, np.ndarray]:
+    """One sweep from its newest good checkpoint (or from scratch) to ``epochs``; returns metrics [R, epochs].
+
+    Stops (``_stop``) after a chunk's checkpoint when a signal was received, unless that chunk
+    ended the study: then the results are written as usual.
+    """
+    history = {name: np.full((len(lengths) * len(seeds), epochs), np.nan, np.float32) for name in METRICS}
+    record = checkpoint_config(config, lengths, seeds, epochs)
+    start, restored = 0, None
+    with contextlib.ExitStack() as stack:
+        manager = None
+        if directory is not None:  # checked before anything is compiled: a mismatch is refused at once
+            manager = checkpoint.open_manager(directory, max_to_keep=keep)
+            stack.callback(manager.close)
+            stack.callback(manager.wait_until_finished)  # a save already started completes, even on error
+            found = checkpoint.restore_latest_good(manager, sweep_target(config, lengths, seeds, epochs),
+                                                   kind=CHECKPOINT_KIND, must_match=record, set_aside=True,
+                                                   restart=restart)
+            if found is not None:
+                state, _, start = found
+                restored = state["runs"]
+                history = {name: np.array(state["history"][name]) for name in METRICS}
+                if log is not None:
+                    done = "already trained" if start >= epochs else "resuming"
+                    log(f"{label}: {done} from the checkpoint at epoch {start} of {epochs} in {directory}")
+        on_chunk = progress(label, epochs) if progress is not None else None
+        if on_chunk is not None and start:
+            on_chunk(start, {name: history[name][:, :start] for name in METRICS})
+        runs = data = None  # a sweep already trained to the end needs neither
+        if start < epochs:
+            runs, data = init_sweep(*pair_arrays(lengths, seeds), config)  # data: made again from the keys
+            runs = runs if restored is None else restored
+        for done, trained, metrics in sweep_chunks(runs, data, config, epochs, start=start,
+                                                   chunk_epochs=chunk_epochs, strategy=strategy):
+            first = done - len(metrics["train_loss"][0])
+            bad = _first_non_finite(metrics)
+            if bad is not None:  # this chunk is not saved: the newest checkpoint stays the last good one
+                epoch, run, name, value = bad
+                newest = checkpoint.latest_step(manager) if manager is not None else None
+                kept = (f"the checkpoint at epoch {newest} in {directory} holds the last good state"
+                        if newest is not None else "there is no earlier checkpoint")
+                raise NonFiniteLoss(f"{name} of {label} at T={lengths[run // len(seeds)]}, seed "
+                                    f"{seeds[run % len(seeds)]} became {value} in epoch {first + epoch + 1}, "
+                                    f"so training stopped without saving; {kept}")
+            for name in METRICS:
+                history[name][:, first:done] = metrics[name]
+            if manager is not None:
+                # Copies: the save runs in the background while the next chunk fills ``history``.
+                saved = {k: v.copy() for k, v in history.items()}
+                checkpoint.save(manager, done, {"runs": trained, "history": saved}, record)
+            if on_chunk is not None:
+                on_chunk(done, metrics)
+            if received and done < epochs:
+                _stop(manager, received[0], label, done, directory)
+        if received and not last:  # between two sweeps: this one is complete and saved
+            _stop(manager, received[0], label, epochs, directory)
+    return history
+
+
+def _stop(manager, signum: int, label: str, epoch: int, directory: str | None) -> None:
+    """Waits for the pending save and raises Interrupted saying where the run can resume."""
+    if manager is not None:
+        manager.wait_until_finished()
+        where = f"saved {label} at epoch {epoch} in {directory}; the same command resumes from there"
+    else:
+        where = f"{label} was at epoch {epoch}; without a checkpoint directory nothing was saved"
+    raise signals.Interrupted(f"{signals.name(signum)} received: {where}", signum)
 
 
 def epochs_to_converge(val_acc: Sequence[float]) -> int | None:

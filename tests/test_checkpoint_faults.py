@@ -1,4 +1,4 @@
-"""Damaged checkpoints, leftovers of killed saves, and the checkpoint-directory lock, on tiny pytrees."""
+"""Damaged checkpoints, leftovers of killed saves, the checkpoint-directory lock and deferred signals."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from experiments import _cli, train_gan
-from jaxgan import checkpoint
+from jaxgan import checkpoint, signals
 from jaxgan.errors import UserError
 from jaxgan.train import gan
 
@@ -176,9 +176,16 @@ def test_train_gan_refuses_a_locked_directory_and_a_wholly_damaged_one(tmp_path,
     assert (tmp_path / "ck" / "5").is_dir()
 
 
+def test_the_gan_and_the_palindrome_study_share_the_deferred_signals():
+    from jaxgan import palindrome_study
+
+    assert gan._deferred_signals is signals.deferred_signals and gan.Interrupted is signals.Interrupted
+    assert palindrome_study.signals is signals
+
+
 def test_sigint_and_sigterm_are_deferred_once_then_handled_as_before():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with gan._deferred_signals() as received:
+    with signals.deferred_signals() as received:
         os.kill(os.getpid(), signal.SIGTERM)
         assert received == [signal.SIGTERM]  # noted, not fatal: the epoch loop stops at its end
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C interrupts at once

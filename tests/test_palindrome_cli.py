@@ -1,17 +1,17 @@
-"""experiments.palindrome end to end on tiny settings, and its answers to bad input."""
+"""experiments.palindrome end to end on tiny settings: outputs, checkpoints, resuming, signals, the lock."""
 
 import json
 import os
+import signal
 
-import jax
 import numpy as np
 import pytest
 
 from experiments import _cli
 from experiments import palindrome as script
-from jaxgan import checkpoint
-from jaxgan.palindrome_study import CHECKPOINT_KIND
-from jaxgan.train.palindrome import PalindromeConfig, init_sweep
+from jaxgan import checkpoint, palindrome_study
+from jaxgan.palindrome_study import CHECKPOINT_KIND, sweep_target
+from jaxgan.train.palindrome import METRICS, PalindromeConfig
 
 TINY_FLAGS = ["--hidden", "8", "--num-examples", "64", "--batch-size", "16", "--chunk-epochs", "1"]
 
@@ -36,16 +36,19 @@ def test_tiny_run_writes_results_figures_summary_and_checkpoints(tmp_path, capsy
         assert (workdir / name).stat().st_size > 0, name
     assert not list(workdir.glob("*.tmp*"))
 
-    # the checkpoint restores into an abstract sweep state and its config names the sweep
+    # A checkpoint after every chunk (of 1 epoch); the newest holds the final stacked state and
+    # every epoch's metrics, exactly those of results.json; its config names the sweep.
+    assert sorted(p.name for p in (ckdir / "lstm-scalar").iterdir() if p.name.isdigit()) == ["1", "2"]
     config = PalindromeConfig(model="lstm", hidden=8, num_examples=64, batch_size=16, max_length=4)
-    seeds, lengths = np.array([0, 1, 0, 1]), np.array([3, 3, 4, 4])
-    abstract, _ = jax.eval_shape(lambda: init_sweep(seeds, lengths, config))
     manager = checkpoint.open_manager(ckdir / "lstm-scalar", create=False)
-    state, saved = checkpoint.restore(manager, abstract, kind=CHECKPOINT_KIND)
+    state, saved = checkpoint.restore(manager, sweep_target(config, [3, 4], [0, 1], 2), kind=CHECKPOINT_KIND)
     assert saved["lengths"] == [3, 4] and saved["seeds"] == [0, 1] and saved["model"] == "lstm"
-    assert np.asarray(state.epoch).tolist() == [2, 2, 2, 2]
+    assert np.asarray(state["runs"].epoch).tolist() == [2, 2, 2, 2]
+    for name in METRICS:
+        assert np.asarray(state["history"][name]).round(6).tolist() == [r[name] for r in runs], name
     with pytest.raises(_cli.UserError, match="not a 'gan'"):
-        checkpoint.restore(manager, abstract, kind="gan")
+        checkpoint.restore(manager, sweep_target(config, [3, 4], [0, 1], 2), kind="gan")
+    manager.close()
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -93,3 +96,113 @@ def test_workdir_that_is_a_file_is_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot create directory" in err and "Traceback" not in err
     assert blocker.read_text() == "not a folder"
+
+
+# The rnn sweep of tests/test_palindrome_train.py (TINY, lengths 3 and 6, two seeds, map): the
+# same static config, so a session that runs both compiles it once.
+RESUME_FLAGS = ["--models", "rnn", "--lengths", "3", "6", "--seeds", "2", "--epochs", "2",
+                "--chunk-epochs", "1", "--hidden", "16", "--num-examples", "256", "--batch-size", "32",
+                "--sweep-strategy", "map"]
+
+
+def _run(tmp_path, name, flags, capsys):
+    """One in-process CLI run into tmp_path/name/{w,c}; returns (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        _cli.run(script.main, [*flags, "--workdir", str(tmp_path / name / "w"),
+                               "--checkpoint-dir", str(tmp_path / name / "c")])
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _sigterm_after_chunks(monkeypatch, when: set[tuple[str, int]]):
+    """Makes the study send itself SIGTERM as the chunks ``(label, epochs done)`` finish training."""
+    real = palindrome_study.sweep_chunks
+
+    def chunks(runs, data, config, epochs, **kwargs):
+        """The real chunks; a real SIGTERM to this process at the chosen ones."""
+        for done, trained, metrics in real(runs, data, config, epochs, **kwargs):
+            if (f"{config.model}/{config.encoding}", done) in when:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield done, trained, metrics
+
+    monkeypatch.setattr(palindrome_study, "sweep_chunks", chunks)
+
+
+def test_sigterm_checkpoints_exits_143_and_the_next_run_resumes_to_the_same_results(tmp_path, monkeypatch,
+                                                                                   capsys):
+    flags = [*RESUME_FLAGS, "--encoding", "both"]
+    assert _run(tmp_path, "straight", flags, capsys)[0] == 0
+    # Mid-sweep: SIGTERM during the first chunk of rnn/scalar stops after that chunk's checkpoint.
+    _sigterm_after_chunks(monkeypatch, {("rnn/scalar", 1)})
+    code, _, err = _run(tmp_path, "chain", flags, capsys)
+    assert code == 128 + signal.SIGTERM
+    where = tmp_path / "chain" / "c" / "rnn-scalar"
+    assert err.strip().splitlines()[-1] == (
+        f"stopped: SIGTERM received: saved rnn/scalar at epoch 1 in {where}; the same command resumes "
+        f"from there")
+    assert not (tmp_path / "chain" / "w" / "results.json").exists()
+    # Between sweeps: SIGTERM in the last chunk of rnn/scalar stops before rnn/onehot starts.
+    _sigterm_after_chunks(monkeypatch, {("rnn/scalar", 2)})
+    code, out, err = _run(tmp_path, "chain", flags, capsys)
+    assert code == 128 + signal.SIGTERM and "rnn/scalar: resuming from the checkpoint at epoch 1 of 2" in out
+    assert "stopped: SIGTERM received: saved rnn/scalar at epoch 2" in err
+    assert not (tmp_path / "chain" / "c" / "rnn-onehot").exists()
+    monkeypatch.undo()
+    code, out, _ = _run(tmp_path, "chain", flags, capsys)
+    assert code == 0 and "rnn/scalar: already trained from the checkpoint at epoch 2 of 2" in out
+    results = [json.loads((tmp_path / name / "w" / "results.json").read_text())
+               for name in ("straight", "chain")]
+    for r in results:
+        r.pop("wall_time_s")
+    assert results[0] == results[1]  # every metric of every epoch, bit for bit after rounding
+    assert (tmp_path / "straight" / "w" / "summary.md").read_text() == (
+        tmp_path / "chain" / "w" / "summary.md").read_text()
+
+
+def test_a_non_finite_loss_stops_without_saving_and_names_the_epoch_and_checkpoint(tmp_path, monkeypatch,
+                                                                                  capsys):
+    real = palindrome_study.sweep_chunks
+
+    def chunks(*args, **kwargs):
+        """The real chunks, with run 3's training loss of epoch 2 turned into NaN."""
+        for done, trained, metrics in real(*args, **kwargs):
+            if done == 2:
+                metrics = {**metrics, "train_loss": metrics["train_loss"].copy()}
+                metrics["train_loss"][3, -1] = np.nan
+            yield done, trained, metrics
+
+    monkeypatch.setattr(palindrome_study, "sweep_chunks", chunks)
+    code, _, err = _run(tmp_path, "nan", RESUME_FLAGS, capsys)
+    ck = tmp_path / "nan" / "c" / "rnn-scalar"
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        f"error: train_loss of rnn/scalar at T=6, seed 1 became nan in epoch 2, so training stopped "
+        f"without saving; the checkpoint at epoch 1 in {ck} holds the last good state")
+    assert sorted(p.name for p in ck.iterdir() if p.name.isdigit()) == ["1"]  # intact, and nothing newer
+    assert not (tmp_path / "nan" / "w" / "results.json").exists()
+
+
+def test_a_second_run_on_a_locked_checkpoint_directory_refuses(tmp_path, capsys):
+    ck = tmp_path / "run" / "c"
+    ck.mkdir(parents=True)
+    with checkpoint.lock(ck):
+        code, _, err = _run(tmp_path, "run", RESUME_FLAGS, capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: another run (process {os.getpid()}) is using the checkpoint directory {ck}; wait for it to "
+        f"finish or choose another directory"]
+    assert list(ck.iterdir()) == [ck / checkpoint.LOCK_NAME]
+
+
+def test_a_sweep_whose_checkpoints_are_all_damaged_stops_and_keeps_them(tmp_path, capsys):
+    sweep_dir = tmp_path / "run" / "c" / "rnn-scalar"
+    (sweep_dir / "1").mkdir(parents=True)  # a checkpoint with nothing in it
+    code, _, err = _run(tmp_path, "run", RESUME_FLAGS, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(f"error: none of the checkpoints in {sweep_dir} can be restored (steps 1)")
+    assert any(line.startswith("warning: the checkpoint at step 1") for line in lines)
+    assert (sweep_dir / "1").is_dir() and not (sweep_dir / checkpoint.DAMAGED_DIR).exists()

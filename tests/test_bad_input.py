@@ -1,0 +1,231 @@
+"""The bad-input table: every bad input of issue 6, one row each, through the real CLI entry point.
+
+Each row calls ``_cli.run(main, argv)`` in this process (as ``python -m experiments.NAME`` does)
+and asserts a non-zero exit, exactly one stderr line, starting with ``error:``, naming the
+problem, no traceback, and that nothing under the test's folders was written or changed (the
+checkpoint directory's ``.lock`` file aside, and empty folders). The checkpoints the rows
+point at are written here with the kind and config each experiment records, holding a toy
+state: every refusal happens before any state is read. The README's table is this one.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import _cli, interpolate, palindrome, sample, train_classifier, train_gan
+from jaxgan import checkpoint
+from jaxgan.palindrome_study import checkpoint_config
+from jaxgan.train.classifier import ClassifierConfig
+from jaxgan.train.classifier import checkpoint_config as classifier_config
+from jaxgan.train.gan import GANConfig
+from jaxgan.train.palindrome import PalindromeConfig
+
+IMAGES = 128
+
+
+def _idx(folder: pathlib.Path, count: int = IMAGES, labels: int | None = None, magic: int = 2051,
+         cut: int = 0) -> pathlib.Path:
+    """A train split of random IDX images; ``labels``, ``magic`` and ``cut`` (bytes off the end) spoil it."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8).tobytes()
+    header = np.array([magic, count, 28, 28], ">u4").tobytes()
+    (folder / "train-images-idx3-ubyte").write_bytes((header + images)[:len(header + images) - cut])
+    num_labels = count if labels is None else labels
+    label_bytes = rng.integers(0, 10, num_labels, dtype=np.uint8).tobytes()
+    label_header = np.array([2049, num_labels], ">u4").tobytes()
+    (folder / "train-labels-idx1-ubyte").write_bytes(label_header + label_bytes)
+    return folder
+
+
+def _checkpoint(directory: pathlib.Path, config: dict, step: int = 2) -> pathlib.Path:
+    """A checkpoint directory whose one checkpoint records ``config`` (the state is a toy)."""
+    manager = checkpoint.open_manager(directory)
+    checkpoint.save(manager, step, {"w": jnp.zeros(3)}, config)
+    manager.wait_until_finished()
+    manager.close()
+    return directory
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, pathlib.Path]:
+    """The folders and checkpoints the rows point at, made once."""
+    return _make_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def _make_inputs(root: pathlib.Path) -> dict[str, pathlib.Path]:
+    """Makes the rows' folders and checkpoints in ``root``."""
+    (root / "file").write_text("a regular file, not a folder\n")
+    (root / "empty_tfds").mkdir()
+    gan_record = {**GANConfig().record(), "source": "idx", "num_images": IMAGES, "data_sha256": "0" * 16}
+    sweep = PalindromeConfig(model="rnn", hidden=8, num_examples=64, batch_size=16, max_length=4)
+    return {
+        "root": root, "file": root / "file", "empty_tfds": root / "empty_tfds",
+        "idx": _idx(root / "idx"), "bad_magic": _idx(root / "bad_magic", magic=2049),
+        "truncated": _idx(root / "truncated", cut=1000),
+        "mismatch": _idx(root / "mismatch", labels=IMAGES - 1),
+        "gan_ck": _checkpoint(root / "gan_ck", gan_record),
+        "classifier_ck": _checkpoint(root / "classifier_ck", classifier_config(
+            ClassifierConfig(), source="idx", num_images=IMAGES)),
+        "palindrome_ck": _checkpoint(root / "palindrome_ck" / "rnn-scalar",
+                                     checkpoint_config(sweep, [3, 4], [0], 2)).parent,
+    }
+
+
+MAINS = {"palindrome": palindrome.main, "train_gan": train_gan.main,
+         "train_classifier": train_classifier.main, "sample": sample.main, "interpolate": interpolate.main}
+PAL_TINY = "--models rnn --lengths 3 4 --seeds 1 --epochs 2 --num-examples 64 --batch-size 16"
+
+# (bad input, script, flags; {name} is a path from ``inputs`` or {out}, this row's own output
+# folder; words the one line must contain)
+ROWS = [
+    ("palindrome length 0", "palindrome", "--lengths 0", "input length 0 is out of range"),
+    ("palindrome length -1", "palindrome", "--lengths -1", "input length -1 is out of range"),
+    ("palindrome length above the maximum", "palindrome", "--lengths 101",
+     "must be between 1 and 100"),
+    ("palindrome length not an integer", "palindrome", "--lengths ten", "invalid int value: 'ten'"),
+    ("palindrome length not an integer", "palindrome", "--lengths 2.5", "invalid int value: '2.5'"),
+    ("zero epochs", "palindrome", "--epochs 0", "epochs must be at least 1, not 0"),
+    ("negative epochs", "palindrome", "--epochs -3", "epochs must be at least 1, not -3"),
+    ("zero epochs", "train_gan", "--epochs 0", "--epochs: 0 is below the minimum of 1"),
+    ("negative epochs", "train_classifier", "--epochs -1", "--epochs: -1 is below the minimum of 1"),
+    ("zero seeds", "palindrome", "--seeds 0", "seeds must be at least 1, not 0"),
+    ("negative seeds", "palindrome", "--seeds -2", "seeds must be at least 1, not -2"),
+    ("negative seed", "train_gan", "--seed -1", "--seed: -1 is below the minimum of 0"),
+    ("zero batch size", "palindrome", "--batch-size 0", "--batch-size: 0 is below the minimum of 1"),
+    ("negative batch size", "train_gan", "--batch-size -64", "--batch-size: -64 is below the minimum of 1"),
+    ("batch size larger than the data set", "palindrome", "--batch-size 4096",
+     "batch size 4096 is larger than the 1638 training examples"),
+    ("batch size larger than the data set", "train_gan", "--dataset idx:{idx} --batch-size 256",
+     "batch size 256 is larger than the 128 images"),
+    ("batch size larger than the data set", "train_classifier", "--dataset idx:{idx} --batch-size 1000",
+     "batch size 1000 is larger than the 102 training images"),
+    ("too few palindromes to split", "palindrome", "--num-examples 2", "too few to split"),
+    ("unknown model", "palindrome", "--models gru", "invalid choice: 'gru'"),
+    ("unknown encoding", "palindrome", "--encoding binary", "invalid choice: 'binary'"),
+    ("unknown dataset name", "train_gan", "--dataset cifar10", "unknown image source 'cifar10'"),
+    ("idx: missing folder", "train_gan", "--dataset idx:{root}/nowhere", "no folder at"),
+    ("idx: wrong magic number", "train_gan", "--dataset idx:{bad_magic}", "has magic number 2049, not 2051"),
+    ("idx: truncated file", "train_gan", "--dataset idx:{truncated}", "is truncated"),
+    ("idx: images and labels of different counts", "train_gan", "--dataset idx:{mismatch}",
+     "has 128 images but"),
+    ("tfds data dir without MNIST", "train_gan", "--dataset mnist --data-dir {empty_tfds}",
+     "MNIST is not prepared in the tfds data dir"),
+    ("checkpoint dir of the other experiment", "palindrome", "--checkpoint-dir {gan_ck}",
+     "is a 'gan' checkpoint directory, but the palindrome study needs a directory of its own"),
+    ("checkpoint dir of the other experiment", "train_gan",
+     "--dataset idx:{idx} --checkpoint-dir {palindrome_ck}/rnn-scalar",
+     "holds a 'palindrome-sweep' checkpoint, not a 'gan' one"),
+    ("checkpoint dir of the other experiment", "sample", "--checkpoint-dir {palindrome_ck} --out {out}/s.npy",
+     "holds the checkpoint directories rnn-scalar rather than checkpoints of its own"),
+    ("checkpoint of a different architecture", "palindrome",
+     f"{PAL_TINY} --hidden 16 --checkpoint-dir {{palindrome_ck}}",
+     "was written with hidden=8, but this run has hidden=16"),
+    ("checkpoint of a different architecture", "train_gan",
+     "--dataset idx:{idx} --latent-dim 50 --checkpoint-dir {gan_ck}",
+     "was written with latent_dim=100, but this run has latent_dim=50"),
+    ("a step that does not exist", "sample", "--checkpoint-dir {gan_ck} --step 99 --out {out}/s.npy",
+     "no checkpoint at step 99 in"),
+    ("a step that does not exist", "interpolate", "--checkpoint-dir {gan_ck} --step 99 --out {out}/i.png",
+     "no checkpoint at step 99 in"),
+    ("unwritable workdir", "palindrome", "--workdir {file}/sub", "cannot create directory"),
+    ("unwritable workdir", "train_gan", "--workdir {file}/sub", "cannot create directory"),
+    ("unwritable workdir", "train_classifier", "--dataset idx:{idx} --workdir {file}/sub",
+     "cannot create directory"),
+    ("unwritable output", "sample", "--checkpoint-dir {gan_ck} --out {file}/s.npy",
+     "is a file, not a directory"),
+    ("classifier checkpoint where a GAN one is expected", "sample",
+     "--checkpoint-dir {classifier_ck} --out {out}/s.npy", "holds a 'classifier' checkpoint, not a GAN one"),
+    ("classifier checkpoint where a GAN one is expected", "interpolate",
+     "--checkpoint-dir {classifier_ck} --out {out}/i.png", "holds a 'classifier' checkpoint, not a GAN one"),
+    ("GAN checkpoint where a classifier one is expected", "interpolate",
+     "--checkpoint-dir {gan_ck} --classifier-dir {gan_ck} --out {out}/i.png",
+     "holds a 'gan' checkpoint, not a classifier one"),
+    ("missing checkpoint dir", "sample", "--checkpoint-dir {root}/nowhere --out {out}/s.npy",
+     "no checkpoint directory at"),
+]
+
+
+def _files(root: pathlib.Path) -> dict[str, bytes]:
+    """Every file under ``root`` (lock files aside) and its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != checkpoint.LOCK_NAME}
+
+
+def _argv(flags: str, paths: dict) -> list[str]:
+    """The row's flags with the paths filled in."""
+    return [word.format(**paths) for word in flags.split()]
+
+
+@pytest.mark.parametrize("what, script, flags, words", ROWS,
+                         ids=[f"{i:02d}-{script}-{what.replace(' ', '_')}" for i, (what, script, _, _) in
+                              enumerate(ROWS)])
+def test_bad_input_is_one_sentence_and_writes_nothing(what, script, flags, words, inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    paths = {k: str(v) for k, v in inputs.items()} | {"out": str(out)}
+    argv = _argv(flags, paths)
+    if script in ("palindrome", "train_gan", "train_classifier"):  # their outputs go to this row's folder
+        defaults = {"--workdir": str(out / "work"), "--checkpoint-dir": str(out / "ck")}
+        argv += [word for flag, value in defaults.items() if flag not in argv for word in (flag, value)]
+    before = {"inputs": _files(inputs["root"]), "out": _files(tmp_path)}
+    with pytest.raises(SystemExit) as stop:
+        _cli.run(MAINS[script], argv)
+    assert stop.value.code not in (0, None)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert words in lines[0] and "Traceback" not in err, lines[0]
+    assert {"inputs": _files(inputs["root"]), "out": _files(tmp_path)} == before  # nothing written
+
+
+def test_the_debug_flag_shows_the_traceback(inputs, tmp_path):
+    with pytest.raises(_cli.UserError, match="input length 0 is out of range"):
+        _cli.run(palindrome.main, ["--lengths", "0", "--debug", "--workdir", str(tmp_path / "w")])
+
+
+def test_rows_are_the_issue_list():
+    """Every bad input the issue names has a row."""
+    named = {"palindrome length 0", "palindrome length -1", "palindrome length above the maximum",
+             "palindrome length not an integer", "zero epochs", "negative epochs", "zero seeds",
+             "negative seeds", "zero batch size", "negative batch size",
+             "batch size larger than the data set",
+             "unknown model", "unknown encoding", "unknown dataset name", "idx: missing folder",
+             "idx: wrong magic number", "idx: truncated file", "idx: images and labels of different counts",
+             "tfds data dir without MNIST", "checkpoint dir of the other experiment",
+             "checkpoint of a different architecture", "a step that does not exist", "unwritable workdir",
+             "classifier checkpoint where a GAN one is expected"}
+    assert named <= {row[0] for row in ROWS}
+    assert len({(row[1], row[2]) for row in ROWS}) == len(ROWS)  # no row twice
+
+
+def markdown_table(inputs: dict) -> str:  # pragma: no cover - used by hand: python tests/test_bad_input.py
+    """The README table: runs every row and prints its stderr line."""
+    import contextlib
+    import io
+    import tempfile
+
+    lines = ["| bad input | command | what the user sees (stderr, exit 2) |", "|---|---|---|"]
+    for what, script, flags, _ in ROWS:
+        with tempfile.TemporaryDirectory() as out:
+            paths = {k: str(v) for k, v in inputs.items()} | {"out": out}
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                with contextlib.suppress(SystemExit):
+                    _cli.run(MAINS[script], _argv(flags, paths))
+        shown = err.getvalue().strip()
+        for name, path in sorted(paths.items(), key=lambda item: -len(item[1])):
+            shown, flags = shown.replace(path, name.upper()), flags.replace("{" + name + "}", name.upper())
+        cell = f"`` {shown} ``" if "`" in shown else f"`{shown}`"  # a message may quote a command
+        lines.append(f"| {what} | `python -m experiments.{script} {flags}` | {cell} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print(markdown_table(_make_inputs(pathlib.Path(tmp))))
