@@ -5,8 +5,9 @@
 
 With --classifier-dir, pairs are drawn until the classifier calls the two ends different
 classes, each with probability >= --threshold, and every image is titled with its predicted
-class and confidence. Without it, pairs are random (the study's way). The latents and
-predictions go to the --out file's stem + .json, so the figure can be remade.
+class and confidence. Without it, pairs are random (the study's way). --weights picks the EMA
+of the generator's weights (the default when the checkpoint keeps one) or the raw weights. The
+latents and predictions go to the --out file's stem + .json, so the figure can be remade.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "(default: %(default)s)")
     parser.add_argument("--step", type=_cli.non_negative_int, default=None,
                         help="which saved step to load (default: the newest)")
+    parser.add_argument("--weights", default=None, choices=("ema", "raw"),
+                        help="the EMA of the generator's weights or the raw ones (default: ema when "
+                             "the checkpoint keeps an EMA, else raw)")
     parser.add_argument("--pairs", type=_cli.positive_int, default=4, help="rows (default: %(default)s)")
     parser.add_argument("--steps", type=_cli.positive_int, default=7,
                         help="images between the two ends of a row (default: %(default)s)")
@@ -57,12 +61,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _check_classifier_dir(directory: str) -> None:
+    """Raises UserError unless ``directory`` holds classifier checkpoints (not a GAN's, say)."""
+    from jaxgan import checkpoint
+    from jaxgan.train.classifier import KIND
+
+    if not os.path.isdir(directory):
+        raise UserError(f"no classifier checkpoint directory at {directory}")
+    kind = checkpoint.kind_at(directory)
+    if kind is None:
+        raise UserError(f"no checkpoint in {directory}; python -m experiments.train_classifier "
+                        f"writes classifier checkpoints")
+    if kind != KIND:
+        raise UserError(f"--classifier-dir {directory} holds a {kind!r} checkpoint, not a classifier one "
+                        f"(python -m experiments.train_classifier writes those)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Restores the models, finds the pairs, writes the figure and its JSON (both or neither)."""
     args = parse_args(argv)
     if not args.out.endswith(".png"):
         raise UserError(f"--out must name a .png file, not {args.out}")
     _cli.writable_dir(os.path.dirname(os.path.abspath(args.out)))
+    if args.classifier_dir is not None:
+        _check_classifier_dir(args.classifier_dir)  # before minutes of GAN work, not after
     json_path = os.path.splitext(args.out)[0] + ".json"
     import jax
 
@@ -71,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from jaxgan.train.gan import restore_generator
 
     print(_cli.describe_devices())
-    gen_variables, gan_config = restore_generator(args.checkpoint_dir, args.step)
+    gen_variables, gan_config = restore_generator(args.checkpoint_dir, args.step, weights=args.weights)
     if args.classifier_dir is None:
         classify_fn = None
         print("no --classifier-dir: drawing random pairs as the study did; their classes are unchecked")
@@ -83,10 +105,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                                           threshold=args.threshold)
     step = gan_config["checkpoint_step"]
     classifier_dir = os.path.abspath(args.classifier_dir) if args.classifier_dir else None
+    weights = gan_config["weights"]
     record = interpolate.rows_record(rows, checkpoint_dir=os.path.abspath(args.checkpoint_dir),
-                                     checkpoint_step=step, seed=args.seed, classifier_dir=classifier_dir)
+                                     checkpoint_step=step, weights=weights, seed=args.seed,
+                                     classifier_dir=classifier_dir)
     checked = "classifier-checked" if rows["checked"] else "random"
-    title = f"{args.mode} interpolation, {checked} pairs, generator at step {step}"
+    title = f"{args.mode} interpolation, {checked} pairs, generator ({weights} weights) at step {step}"
     tmp_json = f"{json_path}.tmp"
     with open(tmp_json, "w", encoding="utf-8") as f:
         json.dump(record, f)
@@ -97,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for i, (a, b) in enumerate(ends):
             print(f"row {i}: {a.argmax()} ({a.max():.2f}) -> {b.argmax()} ({b.max():.2f})")
     print(f"wrote {args.out} and {json_path}: {args.pairs} rows of {args.steps + 2} images "
-          f"from {args.checkpoint_dir} (step {step})")
+          f"from {args.checkpoint_dir} (step {step}, {weights} weights)")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
     python -m experiments.sample --checkpoint-dir checkpoints/gan --n 2000 --seed 0 --out samples.npy
 
 The generator runs in eval mode (BatchNorm uses its running averages), so an image depends
-only on its own noise vector. --png also writes a 10x10 picture of the first 100 images.
+only on its own noise vector. --weights picks the EMA of the generator's weights (the default
+when the checkpoint keeps one) or the raw weights. --png also writes a 10x10 picture of the
+first 100 images.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "(default: %(default)s)")
     parser.add_argument("--step", type=_cli.non_negative_int, default=None,
                         help="which saved step to load (default: the newest)")
+    parser.add_argument("--weights", default=None, choices=("ema", "raw"),
+                        help="the EMA of the generator's weights or the raw ones (default: ema when "
+                             "the checkpoint keeps an EMA, else raw)")
     parser.add_argument("--n", type=_cli.positive_int, default=2000,
                         help="how many images to draw (default: %(default)s)")
     parser.add_argument("--seed", type=_cli.non_negative_int, default=0,
@@ -57,14 +62,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     from jaxgan.train.gan import restore_generator, sample
 
     print(_cli.describe_devices())
-    gen_variables, config = restore_generator(args.checkpoint_dir, args.step)
+    gen_variables, config = restore_generator(args.checkpoint_dir, args.step, weights=args.weights)
     noise_key = jax.random.PRNGKey(args.seed)
     images = np.asarray(jax.device_get(sample(gen_variables, noise_key, args.n)), np.float32)
     tmp = f"{args.out}.tmp.npy"  # np.save keeps a name that already ends in .npy
     np.save(tmp, images)
     os.replace(tmp, args.out)
     print(f"wrote {args.out}: float32 {list(images.shape)} in [{images.min():.3f}, {images.max():.3f}] "
-          f"from {args.checkpoint_dir} (step {config['checkpoint_step']})")
+          f"from {args.checkpoint_dir} (step {config['checkpoint_step']}, {config['weights']} weights)")
     if args.png:
         save_grid(images[:100], args.png, nrow=10)
         print(f"wrote {args.png}: the first {min(100, len(images))} images")

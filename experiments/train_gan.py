@@ -4,7 +4,12 @@
 
 Writes config.json, metrics.jsonl (one line per step), samples/step_XXXXXXX.png (a 5x5 grid
 from one fixed noise tensor every --sample-every steps), progress.png (start, middle, end)
-and losses.png to --workdir, and Orbax checkpoints to --checkpoint-dir.
+and losses.png to --workdir, and Orbax checkpoints to --checkpoint-dir. The checkpoints also
+keep an EMA of the generator's weights (--ema-decay; experiments.sample uses it by default).
+
+With --classifier-dir (a checkpoint of experiments.train_classifier), every checkpoint also
+scores the raw and EMA generators (Inception Score and FID of 2,000 samples of fixed noise
+against the classifier's held-out real images): scores.jsonl and scores.png in --workdir.
 
 Reliability: one run at a time per checkpoint directory (a second one refuses); a damaged
 newest checkpoint is skipped with a warning; SIGINT or SIGTERM stops at the end of the current
@@ -48,6 +53,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "(default: %(default)s)")
     parser.add_argument("--keep-checkpoints", type=_cli.positive_int, default=3,
                         help="how many of the newest checkpoints to keep (default: %(default)s)")
+    parser.add_argument("--ema-decay", type=_cli.float_between(0.0, 1.0, low_inclusive=True), default=0.999,
+                        help="decay of the exponential moving average of the generator's weights, "
+                             "kept beside them; 0 disables it (default: %(default)s)")
+    parser.add_argument("--classifier-dir", default=None,
+                        help="a classifier checkpoint directory (experiments.train_classifier): score "
+                             "the raw and EMA generators at every checkpoint against its held-out "
+                             "images, into scores.jsonl and scores.png (default: no scores)")
     parser.add_argument("--seed", type=_cli.non_negative_int, default=0,
                         help="seed of the initialisation, shuffling, noise and the fixed sample "
                              "noise (default: %(default)s)")
@@ -64,6 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "damaged/ folder, never deleted)")
     # For tests and quick trials: train on the first N images only (the checkpoint records N).
     parser.add_argument("--limit-images", type=_cli.positive_int, default=None, help=argparse.SUPPRESS)
+    _cli.add_distributed_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -75,6 +88,7 @@ def _print_warning(message, category, filename, lineno, file=None, line=None) ->
 def main(argv: Sequence[str] | None = None) -> None:
     """Loads the images, trains (or resumes) the GAN, and prints where its outputs are."""
     args = parse_args(argv)
+    _cli.initialize_distributed(args)  # before anything else touches JAX's devices
     _cli.writable_dir(args.workdir)
     from tqdm import tqdm
 
@@ -87,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = GANConfig(latent_dim=args.latent_dim, learning_rate=args.lr, b1=args.b1, b2=args.b2,
                        batch_size=args.batch_size, epochs=args.epochs, sample_every=args.sample_every,
                        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-                       seed=args.seed)
+                       seed=args.seed, ema_decay=args.ema_decay)
+    reference = None
+    if args.classifier_dir is not None:  # a bad classifier stops the run here, before any training
+        from jaxgan.scores import held_out_reference
+
+        reference = held_out_reference(args.classifier_dir, data_dir=args.data_dir)
+        print(f"scoring every checkpoint against {reference.source}")
     bar = None
 
     def on_progress(info: dict) -> None:
@@ -99,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                       f"in {args.checkpoint_dir}")
             bar = tqdm(total=info["epochs"], initial=info["epoch"], desc="gan", unit="epoch")
             return
+        if info["event"] == "scores":
+            found = [f"{w}: IS {info[f'inception_score_{w}']:.2f}, FID {info[f'fid_{w}']:.2f}"
+                     for w in ("raw", "ema") if f"fid_{w}" in info]
+            bar.write(f"step {info['step']} scores ({info['seconds']:.1f} s): {'; '.join(found)}")
+            return
         bar.update(info["epoch"] - bar.n)
         bar.set_postfix(step=info["step"], d_loss=f"{info['d_loss']:.3f}", g_loss=f"{info['g_loss']:.3f}",
                         dx=f"{info['d_real']:.2f}", dgz=f"{info['d_fake']:.2f}",
@@ -106,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         result = train(images, config, workdir=args.workdir, checkpoint_dir=args.checkpoint_dir,
-                       source=image_set.source, progress=on_progress, restart=args.restart)
+                       source=image_set.source, progress=on_progress, restart=args.restart,
+                       reference=reference)
     except Interrupted as stop:
         if bar is not None:
             bar.close()
@@ -117,13 +143,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             bar.close()
     last = result["last_epoch"]
     print(f"compiled in {result['compile_s']:.1f} s; {result['steps_per_s']:.1f} steps/s over "
-          f"{result['train_s']:.1f} s of training")
+          f"{result['train_s']:.1f} s of training"
+          + (f"; {result['score_s']:.1f} s scoring" if reference is not None else ""))
     if last:
         print(f"epoch {result['epoch']} (step {result['step']}) means: d_loss {last['d_loss']:.4f}, "
               f"g_loss {last['g_loss']:.4f}, D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.3f}")
     else:
         print(f"nothing to train: the checkpoint is already at epoch {result['epoch']} of {args.epochs}")
-    print(f"outputs: {args.workdir}/ (metrics.jsonl, samples/, progress.png, losses.png); "
+    scored = ", scores.jsonl, scores.png" if reference is not None else ""
+    print(f"outputs: {args.workdir}/ (metrics.jsonl, samples/, progress.png, losses.png{scored}); "
           f"checkpoints: {args.checkpoint_dir}")
 
 

@@ -89,8 +89,11 @@ def _palindrome_stage(settings: Settings, workdir: str, seed: int) -> dict:
 
 def _classifier_stage(image_set, settings: Settings, workdir: str, seed: int, dataset: str,
                       split: str) -> dict:
-    """The digit classifier on the image source; returns its variables, config and held-out accuracy."""
-    from jaxgan.train.classifier import ClassifierConfig, train_classifier
+    """The digit classifier on the image source: its variables, config, held-out accuracy, and the
+    ``Reference`` (features of up to SCORE_SAMPLES held-out images) every score is measured against.
+    """
+    from jaxgan.scores import SCORE_SAMPLES, make_reference
+    from jaxgan.train.classifier import ClassifierConfig, holdout_indices, train_classifier
 
     if image_set.labels is None:
         raise UserError(f"{image_set.source} has no labels; the classifier needs labelled digits")
@@ -101,7 +104,13 @@ def _classifier_stage(image_set, settings: Settings, workdir: str, seed: int, da
     variables, summary = train_classifier(image_set.images, image_set.labels, config,
                                           checkpoint_dir=checkpoint_dir, source=image_set.source,
                                           workdir=os.path.join(workdir, "classifier"))
-    return {"variables": variables, "config": config, "summary": summary}
+    # As many held-out images as the real-vs-real row can pair with training-part images.
+    train_idx, held_idx = holdout_indices(len(image_set.images), config)
+    n = min(SCORE_SAMPLES, len(held_idx), len(train_idx))
+    reference = make_reference(variables, image_set.images[held_idx[:n]],
+                               f"{n} held-out images of {image_set.source}")
+    return {"variables": variables, "config": config, "summary": summary, "reference": reference,
+            "real_comparison": image_set.images[train_idx[:n]]}
 
 
 def _gan_config(settings: Settings, num_images: int, seed: int):
@@ -119,47 +128,50 @@ def _gan_config(settings: Settings, num_images: int, seed: int):
                      checkpoint_every=max(1, epochs // 2), **layers)
 
 
-def _gan_stage(images: np.ndarray, config, workdir: str, source: str) -> dict:
-    """Part 2: trains the GAN; grids, progress.png and losses.png in ``workdir/gan``."""
-    from jaxgan.train.gan import train
+def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference) -> dict:
+    """Part 2: trains the GAN, scoring it at each checkpoint; grids and figures in ``workdir/gan``.
+
+    Returns the final generator's raw and EMA variables (``{"raw": ..., "ema": ...}``, EMA only
+    when it is kept), the step, the last epoch's means, steps/s and the seconds spent scoring.
+    """
+    from jaxgan.train.gan import generator_variables, scored_weights, train
 
     result = train(images, config, workdir=os.path.join(workdir, "gan"),
-                   checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"), source=source)
-    gen = result["state"].gen
-    return {"gen_variables": {"params": gen.params, "batch_stats": gen.batch_stats}, "step": result["step"],
-            "last_epoch": result["last_epoch"], "steps_per_s": result["steps_per_s"]}
+                   checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"), source=source,
+                   reference=reference)
+    state = result["state"]
+    generators = {weights: generator_variables(state, weights) for weights in scored_weights(state)}
+    scores_png = os.path.join(workdir, "gan", "scores.png")
+    return {"generators": generators, "step": result["step"], "last_epoch": result["last_epoch"],
+            "steps_per_s": result["steps_per_s"], "score_s": result["score_s"],
+            "scores_figure": scores_png if os.path.exists(scores_png) else None}
 
 
-def _score_stage(classifier: dict, images: np.ndarray, gen_variables: dict, gan_config,
-                 score_key: jax.Array) -> dict:
-    """IS and FID of the trained generator, an untrained one and real images, against held-out features."""
-    from jaxgan.scores import SCORE_SAMPLES, classifier_scores
-    from jaxgan.train.classifier import holdout_indices, predict
-    from jaxgan.train.gan import init_state, sample
+def _score_stage(classifier: dict, generators: dict, gan_config, score_key: jax.Array) -> dict:
+    """IS and FID of the trained generator (raw and EMA weights, on the same noise), an untrained one
+    and real images, against the classifier's held-out features."""
+    from jaxgan.scores import classifier_scores
+    from jaxgan.train.gan import generator_variables, init_state, sample
 
-    train_idx, held_idx = holdout_indices(len(images), classifier["config"])
-    n = min(SCORE_SAMPLES, len(held_idx), len(train_idx))
-    if n < 10:
-        raise UserError(f"only {n} held-out images to score against; the scores need at least 10")
-    variables = classifier["variables"]
-    reference = predict(variables, images[held_idx[:n]])[1]
-    untrained_gen = init_state(gan_config).gen
-    untrained = {"params": untrained_gen.params, "batch_stats": untrained_gen.batch_stats}
+    reference = classifier["reference"]
+    n = reference.num_samples
     trained_key, untrained_key = jax.random.split(score_key)
     candidates = {
-        "real (classifier's training part) vs real held-out": images[train_idx[:n]],
-        "untrained generator": sample(untrained, untrained_key, n),
-        "trained generator (final)": sample(gen_variables, trained_key, n),
+        "real (classifier's training part) vs real held-out": classifier["real_comparison"],
+        "untrained generator": sample(generator_variables(init_state(gan_config)), untrained_key, n),
     }
+    names = {"raw": "trained generator (final, raw weights)", "ema": "trained generator (final, EMA weights)"}
+    for weights, variables in generators.items():
+        candidates[names[weights]] = sample(variables, trained_key, n)
     rows = {}
     for label, batch in candidates.items():
-        scores = jax.device_get(classifier_scores(variables, batch, reference))
+        scores = jax.device_get(classifier_scores(reference.variables, batch, reference.features))
         rows[label] = {k: float(v) for k, v in scores.items()}
     return {"num_samples": n, "rows": rows}
 
 
 def _interpolation_stage(classifier: dict, gen_variables: dict, settings: Settings, workdir: str,
-                         pair_key: jax.Array, step: int) -> dict:
+                         pair_key: jax.Array, step: int, weights: str) -> dict:
     """Classifier-checked interpolation rows (random ones, said so, if none are found); figure + JSON."""
     from jaxgan import interpolate
     from jaxgan.plotting.interpolation import rows_figure
@@ -184,17 +196,17 @@ def _interpolation_stage(classifier: dict, gen_variables: dict, settings: Settin
         rows["probs"] = np.asarray(classify_fn(flat)).reshape(*rows["images"].shape[:2], -1)
     path = os.path.join(workdir, "interpolation.png")
     checked = "classifier-checked" if rows["checked"] else "random"
-    rows_figure(rows["images"], rows["probs"], path,
-                title=f"{settings.mode} interpolation, {checked} pairs, generator at step {step}")
+    title = f"{settings.mode} interpolation, {checked} pairs, generator ({weights} weights) at step {step}"
+    rows_figure(rows["images"], rows["probs"], path, title=title)
     record = interpolate.rows_record(rows, checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"),
-                                     checkpoint_step=step, note=note)
+                                     checkpoint_step=step, weights=weights, note=note)
     if not rows["checked"]:
         record["classes"] = rows["probs"].argmax(-1).tolist()
         record["confidence"] = rows["probs"].max(-1).round(6).tolist()
     _write_text(os.path.join(workdir, "interpolation.json"), json.dumps(record))
     ends = [(int(p[0].argmax()), float(p[0].max()), int(p[-1].argmax()), float(p[-1].max()))
             for p in rows["probs"]]
-    return {"figure": path, "checked": rows["checked"], "note": note, "ends": ends}
+    return {"figure": path, "checked": rows["checked"], "note": note, "ends": ends, "weights": weights}
 
 
 def _write_text(path: str, text: str) -> None:
@@ -243,12 +255,13 @@ def reproduce(settings: Settings = STUDY, *, workdir: str = "runs/reproduce", da
     classifier = timed("classifier", lambda: _classifier_stage(image_set, settings, workdir, seed, dataset,
                                                               split))
     gan_config = _gan_config(settings, len(images), seed)
-    gan = timed("GAN", lambda: _gan_stage(images, gan_config, workdir, source))
-    scores = timed("scores", lambda: _score_stage(classifier, images, gan["gen_variables"], gan_config,
-                                                  score_key))
+    gan = timed("GAN", lambda: _gan_stage(images, gan_config, workdir, source, classifier["reference"]))
+    scores = timed("scores", lambda: _score_stage(classifier, gan["generators"], gan_config, score_key))
     _write_text(os.path.join(workdir, "scores.json"), json.dumps(scores, indent=2))
-    interp = timed("interpolation", lambda: _interpolation_stage(classifier, gan["gen_variables"], settings,
-                                                                workdir, pair_key, gan["step"]))
+    # The interpolation uses the EMA weights when the run kept them, as experiments.interpolate does.
+    weights = "ema" if "ema" in gan["generators"] else "raw"
+    interp = timed("interpolation", lambda: _interpolation_stage(
+        classifier, gan["generators"][weights], settings, workdir, pair_key, gan["step"], weights))
     report = _markdown(settings, workdir=workdir, source=source, num_images=len(images), seed=seed,
                        part1=part1, classifier=classifier, gan_config=gan_config, gan=gan, scores=scores,
                        interp=interp, seconds=seconds)
@@ -298,7 +311,8 @@ def _markdown(settings: Settings, *, workdir: str, source: str, num_images: int,
     lines += ["## Part 2: GAN training", "",
               f"{gan_config.epochs} epoch(s), {gan['step']} steps of batch {gan_config.batch_size}, Adam lr "
               f"{gan_config.learning_rate} (b1 {gan_config.b1}), generator layers "
-              f"{list(gan_config.gen_features)}, {gan['steps_per_s']:.0f} steps/s. "
+              f"{list(gan_config.gen_features)}, EMA of the generator's weights with decay "
+              f"{gan_config.ema_decay}, {gan['steps_per_s']:.0f} steps/s. "
               + (f"Last epoch means: D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f}, "
                  f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f}." if last else ""), "",
               "Samples of one fixed noise tensor at the start, middle and end of training:", "",
@@ -312,12 +326,20 @@ def _markdown(settings: Settings, *, workdir: str, source: str, num_images: int,
     for label, row in scores["rows"].items():
         lines.append(f"| {label} | {row['inception_score']:.2f} ± {row['inception_std']:.2f} | "
                      f"{row['fid']:.2f} |")
-    lines += ["", "Per-row numbers: [scores.json](scores.json).", ""]
+    lines += ["", "Per-row numbers: [scores.json](scores.json). The raw weights are the generator as "
+              "trained; the EMA weights are the exponential moving average of them kept during training "
+              "(with its own BatchNorm statistics). Both are sampled from the same noise.", ""]
+    if gan["scores_figure"]:
+        lines += [f"The same scores at every checkpoint during training, on {scores['num_samples']} samples "
+                  f"of one fixed noise tensor ({gan['score_s']:.1f} s of scoring in all; "
+                  "[gan/scores.jsonl](gan/scores.jsonl)):", "",
+                  f"![Scores over training]({_link(workdir, gan['scores_figure'])})", ""]
 
     how = (f"pairs whose two ends the classifier calls different classes, each with confidence "
            f">= {s.threshold}" if interp["checked"] else "random pairs")
     lines += ["## Interpolation", "",
-              f"{s.pairs} rows of {s.num_between + 2} images ({s.mode}): {how}; each image is titled "
+              f"{s.pairs} rows of {s.num_between + 2} images ({s.mode}, generator's {interp['weights']} "
+              f"weights): {how}; each image is titled "
               "with the classifier's class and confidence. "
               "Latents: [interpolation.json](interpolation.json).", ""]
     if interp["note"]:

@@ -4,18 +4,24 @@ Both are pure JAX and run inside jit. The project scores ``SCORE_SAMPLES`` = 2,0
 (the size of the classifier's held-out part of the MNIST test split) against 2,000 real
 reference images; scores from different sample counts are not comparable (FID is biased
 upwards for small samples), so keep the count fixed when comparing runs.
+
+A ``Reference`` bundles a classifier with the features of its held-out real images, computed
+once; ``held_out_reference`` builds one from a classifier checkpoint (GAN training scores its
+generator against it at every checkpoint).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import rel_entr
 
+from jaxgan.errors import UserError
 from jaxgan.train.classifier import predict
 
 SCORE_SAMPLES = 2000
@@ -76,3 +82,82 @@ def classifier_scores(classifier_variables: Mapping[str, Any], images: jax.Array
     score, spread = inception_score(probs, num_splits)
     return {"inception_score": score, "inception_std": spread,
             "fid": frechet_distance(features, reference_features)}
+
+
+@functools.partial(jax.jit, static_argnames=("num_splits",))
+def classifier_scores_of_sets(classifier_variables: Mapping[str, Any], image_sets: jax.Array,
+                              reference_features: jax.Array, num_splits: int = NUM_SPLITS
+                              ) -> dict[str, jax.Array]:
+    """``classifier_scores`` of K image sets [K, N, 28, 28] (or [K, N, 784]) at once: each score [K].
+
+    One classifier pass over all K * N images and one (vmapped) copy of the score arithmetic, so
+    the program compiles once however many sets (say, raw and EMA generators) are compared.
+    """
+    k, n = image_sets.shape[:2]
+    probs, features = predict(classifier_variables, image_sets.reshape(k * n, *image_sets.shape[2:]))
+
+    def one(set_probs, set_features):
+        """The three scores of one set."""
+        score, spread = inception_score(set_probs, num_splits)
+        return {"inception_score": score, "inception_std": spread,
+                "fid": frechet_distance(set_features, reference_features)}
+
+    return jax.vmap(one)(probs.reshape(k, n, -1), features.reshape(k, n, -1))
+
+
+class Reference(NamedTuple):
+    """What generated images are scored against: a classifier and its held-out real features.
+
+    ``variables`` are the classifier's; ``features`` [M, F] its penultimate features of M held-out
+    real images (generators are scored on M samples too); ``source`` says where they came from.
+    """
+
+    variables: Mapping[str, Any]
+    features: jax.Array
+    source: str
+
+    @property
+    def num_samples(self) -> int:
+        """M: how many real images the features describe, and how many samples are scored."""
+        return int(self.features.shape[0])
+
+
+def make_reference(classifier_variables: Mapping[str, Any], real_images: np.ndarray | jax.Array,
+                   source: str = "") -> Reference:
+    """A Reference from real images [M, 28, 28] (uint8 or float in [-1, 1]) kept out of its training."""
+    if real_images.shape[0] < NUM_SPLITS:
+        raise UserError(f"only {real_images.shape[0]} held-out images to score against; the scores need "
+                        f"at least {NUM_SPLITS}")
+    features = predict(classifier_variables, jnp.asarray(real_images))[1]
+    return Reference(variables=classifier_variables, features=features, source=source)
+
+
+def held_out_reference(classifier_dir: str, *, data_dir: str | None = None,
+                       max_samples: int = SCORE_SAMPLES) -> Reference:
+    """The Reference of a classifier checkpoint: its held-out images (at most ``max_samples``).
+
+    Restores the classifier, reloads the images it was trained on from the dataset and split its
+    checkpoint records (``data_dir`` for tfds), and cuts the same held-out part it did. A missing
+    directory, a checkpoint of another kind, or images that no longer match are one UserError.
+    """
+    from jaxgan.data.images import load_images
+    from jaxgan.train.classifier import ClassifierConfig, holdout_indices, restore_classifier
+
+    variables, record = restore_classifier(classifier_dir)
+    dataset, split, count = record.get("dataset"), record.get("split"), record.get("num_images")
+    if not isinstance(dataset, str) or not isinstance(count, int):
+        raise UserError(f"the classifier checkpoint in {classifier_dir} does not record the images it "
+                        "was trained on, so its held-out part cannot be found")
+    try:
+        image_set = load_images(dataset, split=split, data_dir=data_dir)
+    except UserError as err:
+        raise UserError(f"cannot reload the images the classifier in {classifier_dir} was trained on "
+                        f"(--dataset {dataset} --split {split}): {err}") from None
+    if len(image_set.images) != count:
+        raise UserError(f"the classifier in {classifier_dir} was trained on {count} images of "
+                        f"{record.get('source') or dataset}, but --dataset {dataset} --split {split} "
+                        f"now gives {len(image_set.images)}")
+    _, held = holdout_indices(count, ClassifierConfig.from_dict(record))
+    held = held[:max_samples]
+    source = f"{len(held)} held-out images of {image_set.source} (classifier {classifier_dir})"
+    return make_reference(variables, image_set.images[held], source)

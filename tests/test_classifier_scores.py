@@ -22,7 +22,14 @@ from jaxgan import checkpoint
 from jaxgan.errors import UserError
 from jaxgan.interpolate import find_pairs, interpolate_pairs, linear, random_pairs, slerp
 from jaxgan.models.classifier import Classifier, patches_3x3_stride2
-from jaxgan.scores import classifier_scores, frechet_distance, inception_score
+from jaxgan.scores import (
+    classifier_scores,
+    classifier_scores_of_sets,
+    frechet_distance,
+    held_out_reference,
+    inception_score,
+    make_reference,
+)
 from jaxgan.train.classifier import (
     ClassifierConfig,
     holdout_indices,
@@ -151,6 +158,35 @@ def test_scores_separate_real_images_from_noise_and_repeats(trained, split_image
     assert real["inception_score"] > 7.5, real
     assert noisy["inception_score"] < 2.0 and same["inception_score"] < 1.01, (noisy, same)
     assert noisy["fid"] > 20 * real["fid"] and same["fid"] > 20 * real["fid"], (real, noisy, same)
+
+
+def test_a_reference_holds_the_held_out_features_and_refuses_images_that_changed(trained, split_images):
+    """make_reference keeps predict's features; a checkpoint whose recorded images reload differently,
+    or fewer than 10 images, is one UserError."""
+    variables, _, checkpoint_dir, _ = trained
+    held = split_images[1]
+    reference = make_reference(variables, held[:100], "test")
+    assert reference.num_samples == 100
+    np.testing.assert_array_equal(reference.features, predict(variables, held[:100])[1])
+    with pytest.raises(UserError, match="only 9 held-out images"):
+        make_reference(variables, held[:9])
+    # FAST records --dataset auto --split train (its default) but was trained on the 10,000 test images.
+    with pytest.raises(UserError, match=r"was trained on 10000 images .* now gives \d+"):
+        held_out_reference(str(checkpoint_dir))
+
+
+def test_scores_of_several_sets_equal_the_scores_of_each(trained, split_images):
+    """classifier_scores_of_sets on [2, N, ...] gives, per set, what classifier_scores gives alone."""
+    variables = trained[0]
+    train_part, held = split_images
+    reference = predict(variables, train_part[:200])[1]
+    noise = np.random.default_rng(3).integers(0, 256, (200, 28, 28), dtype=np.uint8)
+    together = classifier_scores_of_sets(variables, np.stack([held[:200], noise]), reference)
+    for i, images in enumerate((held[:200], noise)):
+        alone = classifier_scores(variables, images, reference)
+        for name, value in alone.items():
+            np.testing.assert_allclose(together[name][i], value, rtol=1e-4, err_msg=name)
+    assert together["fid"][1] > 10 * together["fid"][0]  # the two sets really differ
 
 
 # --- scores on hand-made inputs --------------------------------------------------------------

@@ -1,11 +1,14 @@
-"""The MLP GAN: exact architecture, one step, no recompilation, learning on real digits, resume, CLI.
+"""The MLP GAN: exact architecture, one step, no recompilation, learning on real digits, EMA, scores,
+resume, CLI.
 
 Every run here trains on 640 images in batches of 64 and samples every 5 steps, so the whole
-file compiles the scanned epoch once and shares it (``epoch_function`` is cached).
+file compiles the scanned epoch once and shares it (``epoch_function`` is cached). The scores
+come from an untrained small classifier: only finiteness and equality across resumes are asserted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -22,6 +25,8 @@ from jaxgan import checkpoint, jsonl
 from jaxgan.data.images import load_images
 from jaxgan.errors import UserError
 from jaxgan.models.gan import BatchNorm1d, Discriminator, Generator
+from jaxgan.scores import make_reference
+from jaxgan.train import classifier as clf
 from jaxgan.train import gan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,6 +34,9 @@ MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 SMALL = 640  # images per small run: 10 steps of 64 per epoch
 SAMPLE_EVERY = 5
 BATCH = 64
+SMALL_CLASSIFIER = clf.ClassifierConfig(conv1=4, conv2=8, hidden=16)
+SCORE_KEYS = [f"{name}_{weights}" for weights in ("raw", "ema")
+              for name in ("inception_score", "inception_std", "fid")]
 
 
 def _small_config(**changes) -> gan.GANConfig:
@@ -48,6 +56,13 @@ def real_images() -> np.ndarray:
 def small_images(real_images) -> np.ndarray:
     """The first 640 real images, uint8 [640, 28, 28]."""
     return real_images[:SMALL]
+
+
+@pytest.fixture(scope="module")
+def reference(real_images):
+    """An untrained small classifier and its features of 64 real images the runs never train on."""
+    params = clf.init_state(jax.random.PRNGKey(0), SMALL_CLASSIFIER).params
+    return make_reference({"params": params}, real_images[-64:], "test reference")
 
 
 @pytest.fixture(scope="module")
@@ -148,31 +163,87 @@ def test_a_few_hundred_steps_teach_the_generator_to_fool_the_discriminator(real_
     assert late > early_low + 0.15, f"the generator never won fakes back: {windows.round(2)}"
 
 
-def _run(images, config, tmp_path, name):
+def _steps(step_fn, state: gan.GANState, images: np.ndarray, count: int) -> list[gan.GANState]:
+    """``state`` and the states after each of ``count`` steps on one real batch (noise key of step t: t)."""
+    states = [state]
+    real = jnp.asarray(images[:BATCH], jnp.float32) / 127.5 - 1.0
+    for t in range(1, count + 1):
+        states.append(step_fn(states[-1], real, jax.random.PRNGKey(t))[0])
+    return states
+
+
+def test_ema_is_the_bias_corrected_average_of_the_raw_weights_of_each_step(jitted_step, small_images):
+    decay = gan.GANConfig().ema_decay
+    states = _steps(jitted_step, gan.init_state(gan.GANConfig()), small_images, 4)
+    expected = [np.asarray(x, np.float64) for x in jax.tree.leaves(states[0].gen.params)]
+    bn_update = jax.jit(functools.partial(Generator().apply, train=True, mutable=["batch_stats"]))
+    for t in range(1, 5):
+        state = states[t]
+        # ema_t = w_t ema_{t-1} + (1 - w_t) params_t, w_t = d (1 - d^(t-1)) / (1 - d^t): 0, ~1/2, ~2/3, ~3/4.
+        w = decay * (1 - decay ** (t - 1)) / (1 - decay**t)
+        expected = [w * e + (1 - w) * p for e, p in zip(expected, _leaves(state.gen.params), strict=True)]
+        for got, want in zip(_leaves(state.ema_params), expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-7)
+        # Its BatchNorm statistics: the running update of a train-mode pass of the new EMA weights on
+        # the step's noise, starting from the previous EMA statistics.
+        noise = jax.random.normal(jax.random.PRNGKey(t), (BATCH, 100))
+        before = {"params": state.ema_params, "batch_stats": states[t - 1].ema_batch_stats}
+        _, updates = bn_update(before, noise)
+        for got, want in zip(_leaves(state.ema_batch_stats), _leaves(updates["batch_stats"]), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # After the first update the EMA is exactly the raw generator (bias correction); later it lags.
+    jax.tree.map(np.testing.assert_array_equal, states[1].ema_params, states[1].gen.params)
+    last = states[4]
+    assert not np.array_equal(last.ema_params["dense1"]["kernel"], last.gen.params["dense1"]["kernel"])
+    assert gan.scored_weights(last) == ("raw", "ema")
+
+
+def test_ema_decay_zero_keeps_the_ema_equal_to_the_raw_generator(small_images):
+    # The initialiser is shared with every other decay; only this step compiles anew.
+    states = _steps(jax.jit(gan.gan_step), gan.init_state(gan.GANConfig(ema_decay=0.0)), small_images, 3)
+    assert states[0].ema_decay == 0.0
+    for state in states[1:]:
+        jax.tree.map(np.testing.assert_array_equal, state.ema_params, state.gen.params)
+        jax.tree.map(np.testing.assert_array_equal, state.ema_batch_stats, state.gen.batch_stats)
+    assert gan.scored_weights(states[-1]) == ("raw",)
+
+
+def _run(images, config, tmp_path, name, reference=None):
     """Trains into tmp_path/name/{run,ck}."""
     return gan.train(images, config, workdir=str(tmp_path / name / "run"),
-                     checkpoint_dir=str(tmp_path / name / "ck"), source="test images")
+                     checkpoint_dir=str(tmp_path / name / "ck"), source="test images", reference=reference)
 
 
 @pytest.fixture(scope="module")
-def straight_run(small_images, tmp_path_factory):
-    """Four epochs in one go (checkpoints at epochs 2 and 4)."""
+def straight_run(small_images, reference, tmp_path_factory):
+    """Four epochs in one go (checkpoints at epochs 2 and 4), scored at each."""
     tmp = tmp_path_factory.mktemp("gan")
-    return tmp, _run(small_images, _small_config(epochs=4), tmp, "straight")
+    return tmp, _run(small_images, _small_config(epochs=4), tmp, "straight", reference)
 
 
-def test_resumed_run_ends_bit_for_bit_in_the_uninterrupted_state(straight_run, small_images):
+def test_resumed_run_ends_bit_for_bit_in_the_uninterrupted_state(straight_run, small_images, reference):
     tmp, straight = straight_run
-    first = _run(small_images, _small_config(epochs=2), tmp, "resumed")
+    first = _run(small_images, _small_config(epochs=2), tmp, "resumed", reference)
     assert first["step"] == 20 and first["resumed_from"] is None
-    second = _run(small_images, _small_config(epochs=4), tmp, "resumed")
+    second = _run(small_images, _small_config(epochs=4), tmp, "resumed", reference)
     assert second["resumed_from"] == 20 and second["step"] == 40
     for a, b in zip(_leaves(straight["state"]), _leaves(second["state"]), strict=True):
         np.testing.assert_array_equal(a, b)
     assert jax.tree.structure(straight["state"]) == jax.tree.structure(second["state"])
+    # The EMA is part of that state, and is not just a copy of the raw generator.
+    ema, raw = straight["state"].ema_params, straight["state"].gen.params
+    assert not np.array_equal(ema["dense5"]["kernel"], raw["dense5"]["kernel"])
     # The logs and the pictures agree too: 40 step records, grids every 5 steps.
     logs = [(tmp / name / "run" / "metrics.jsonl").read_text() for name in ("straight", "resumed")]
     assert logs[0] == logs[1]
+    # One scores line per checkpoint, raw and EMA, finite; the resumed run's log is the same text.
+    scores = [(tmp / name / "run" / "scores.jsonl").read_text() for name in ("straight", "resumed")]
+    assert scores[0] == scores[1]
+    lines = jsonl.read(tmp / "straight" / "run" / "scores.jsonl")
+    assert [(r["step"], r["epoch"], r["num_samples"]) for r in lines] == [(20, 2, 64), (40, 4, 64)]
+    for line in lines:
+        assert all(np.isfinite(line[k]) for k in SCORE_KEYS), line
+    assert straight["score_s"] > 0 and (tmp / "straight" / "run" / "scores.png").is_file()
     assert [r["step"] for r in jsonl.read(tmp / "straight" / "run" / "metrics.jsonl")] == list(range(1, 41))
     for name in ("straight", "resumed"):
         grids = sorted(p.name for p in (tmp / name / "run" / "samples").glob("step_*.png"))
@@ -187,11 +258,14 @@ def test_restored_generator_draws_the_live_generators_images(straight_run):
     tmp, straight = straight_run
     variables, config = gan.restore_generator(str(tmp / "straight" / "ck"))
     assert config["checkpoint_step"] == 40 and config["latent_dim"] == 100
-    live = straight["state"].gen
+    assert config["weights"] == "ema"  # the default when the checkpoint keeps an EMA
+    raw, raw_config = gan.restore_generator(str(tmp / "straight" / "ck"), weights="raw")
+    assert raw_config["weights"] == "raw"
     noise = jax.random.normal(jax.random.PRNGKey(5), (6, 100))
-    restored_images = gan.decode(variables, noise)
-    live_images = gan.decode({"params": live.params, "batch_stats": live.batch_stats}, noise)
-    np.testing.assert_array_equal(restored_images, live_images)
+    for weights, restored in (("ema", variables), ("raw", raw)):
+        live_images = gan.decode(gan.generator_variables(straight["state"], weights), noise)
+        np.testing.assert_array_equal(gan.decode(restored, noise), live_images)
+    assert not np.array_equal(gan.decode(raw, noise), gan.decode(variables, noise))
     images = gan.sample(variables, jax.random.PRNGKey(0), 6)
     assert images.shape == (6, 28, 28) and images.dtype == jnp.float32
     assert float(jnp.abs(images).max()) <= 1.0
@@ -211,6 +285,30 @@ def test_a_checkpoint_of_other_settings_or_images_is_one_sentence(straight_run, 
         gan.train(small_images[::-1].copy(), _small_config(epochs=6), **kwargs)
     with pytest.raises(UserError, match="no checkpoint"):
         gan.restore_generator(str(tmp / "nowhere"))
+    with pytest.raises(UserError, match=r"ema_decay=0\.999, but this run has ema_decay=0\.0"):
+        gan.train(small_images, _small_config(epochs=6, ema_decay=0.0), **kwargs)
+
+
+def test_a_checkpoint_from_before_the_ema_gives_its_raw_generator_only(straight_run, small_images):
+    tmp, straight = straight_run
+    state = straight["state"]
+    reader = checkpoint.open_manager(tmp / "straight" / "ck", create=False)
+    _, record = checkpoint.read_config(reader)
+    reader.close()
+    # What the code before the EMA saved: the state without the EMA fields, no ema_decay recorded.
+    old_state = {"gen": state.gen, "disc": state.disc, "step": state.step, "key": state.key}
+    old_record = {k: v for k, v in record.items() if k != "ema_decay"}
+    manager = checkpoint.open_manager(tmp / "old" / "ck")
+    checkpoint.save(manager, 40, old_state, old_record)
+    manager.wait_until_finished()
+    manager.close()
+    variables, config = gan.restore_generator(str(tmp / "old" / "ck"))
+    assert config["weights"] == "raw"
+    jax.tree.map(np.testing.assert_array_equal, variables, gan.generator_variables(state, "raw"))
+    with pytest.raises(UserError, match=r"holds no EMA of the generator's weights \(it predates the EMA\)"):
+        gan.restore_generator(str(tmp / "old" / "ck"), weights="ema")
+    with pytest.raises(UserError, match=r"written with ema_decay=None, but this run has ema_decay=0\.999"):
+        _run(small_images, _small_config(epochs=6), tmp, "old")
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(straight_run, small_images):
@@ -245,13 +343,36 @@ def _write_idx(folder: pathlib.Path, images: np.ndarray) -> None:
                                                    + labels.tobytes())
 
 
+def _save_classifier(directory: pathlib.Path, dataset: str, num_images: int) -> None:
+    """An untrained small classifier checkpoint that records ``dataset`` (test split) as its images.
+
+    It holds out a tenth, so 640 images give 64 reference images, as the ``reference`` fixture has:
+    the scoring program compiled for the runs above serves the command line too.
+    """
+    config = dataclasses.replace(SMALL_CLASSIFIER, dataset=dataset, split="test", holdout_fraction=0.1)
+    manager = checkpoint.open_manager(directory)
+    # Initialised with SMALL_CLASSIFIER (the same shapes), whose jitted initialiser is compiled already.
+    checkpoint.save(manager, 1, clf.init_state(jax.random.PRNGKey(0), SMALL_CLASSIFIER),
+                    clf.checkpoint_config(config, source="test idx", num_images=num_images))
+    manager.wait_until_finished()
+    manager.close()
+
+
 def test_command_line_trains_samples_and_rejects_bad_input(small_images, tmp_path, capsys):
     _write_idx(tmp_path / "idx", small_images)
+    _save_classifier(tmp_path / "clf", f"idx:{tmp_path / 'idx'}", SMALL)
     run, ck = tmp_path / "run", tmp_path / "ck"
     train_gan.main(["--dataset", f"idx:{tmp_path / 'idx'}", "--split", "test", "--epochs", "2",
                     "--sample-every", str(SAMPLE_EVERY), "--checkpoint-every", "1",
+                    "--classifier-dir", str(tmp_path / "clf"),
                     "--workdir", str(run), "--checkpoint-dir", str(ck)])
+    assert "step 20 scores (" in capsys.readouterr().out
     assert len(jsonl.read(run / "metrics.jsonl")) == 20
+    # Scored at both checkpoints on the classifier's 64 held-out images (0.1 of 640).
+    scores = jsonl.read(run / "scores.jsonl")
+    assert [(r["step"], r["num_samples"]) for r in scores] == [(10, 64), (20, 64)]
+    assert all(np.isfinite(r[k]) for r in scores for k in SCORE_KEYS)
+    assert (run / "scores.png").is_file()
     assert json.loads((run / "config.json").read_text())["num_images"] == SMALL
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
         f"step_{s:07d}.png" for s in (0, 5, 10, 15, 20)]
@@ -264,7 +385,23 @@ def test_command_line_trains_samples_and_rejects_bad_input(small_images, tmp_pat
     assert drawn.shape == (7, 28, 28) and drawn.dtype == np.float32
     assert -1.0 <= drawn.min() and drawn.max() <= 1.0 and png.is_file()
     assert not list(out.parent.glob("*.tmp*"))
-    capsys.readouterr()
+    assert "ema weights" in capsys.readouterr().out
+    raw_out = tmp_path / "out" / "raw.npy"
+    sample_cli.main(["--checkpoint-dir", str(ck), "--n", "7", "--seed", "1", "--weights", "raw",
+                     "--out", str(raw_out)])
+    assert "raw weights" in capsys.readouterr().out
+    assert not np.array_equal(np.load(raw_out), drawn)  # the same noise through other weights
+    # A classifier directory that is missing or holds a GAN: one sentence, before any training.
+    for classifier_dir, phrase in ((tmp_path / "absent", "no checkpoint directory"),
+                                   (ck, "holds a 'gan' checkpoint, not a")):
+        argv = ["--dataset", f"idx:{tmp_path / 'idx'}", "--split", "test", "--workdir", str(tmp_path / "w3"),
+                "--checkpoint-dir", str(tmp_path / "ck3"), "--classifier-dir", str(classifier_dir)]
+        with pytest.raises(SystemExit) as exit_info:
+            _cli.run(train_gan.main, argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and err.startswith("error:") and "\n" not in err, err
+        assert phrase in err, err
+        assert not (tmp_path / "w3" / "metrics.jsonl").exists() and not (tmp_path / "ck3").exists()
     with pytest.raises(SystemExit) as exit_info:
         _cli.run(train_gan.main, ["--dataset", f"idx:{tmp_path / 'idx'}", "--split", "test",
                                   "--batch-size", "1000", "--workdir", str(run),

@@ -7,6 +7,7 @@ with a classifier swaps in a deterministic stand-in so the test needs no trained
 
 from __future__ import annotations
 
+import functools
 import json
 
 import jax
@@ -20,7 +21,7 @@ from jaxgan import checkpoint
 from jaxgan import interpolate as interp
 from jaxgan.data.images import load_images
 from jaxgan.train import classifier as clf
-from jaxgan.train.gan import GANConfig, decode, restore_generator, train
+from jaxgan.train.gan import KIND, GANConfig, decode, init_state, restore_generator, train
 
 # The reproduce test's tiny GAN, so a suite running both compiles its epoch once.
 TINY_GAN = GANConfig(gen_features=(32, 64), disc_features=(64, 32), epochs=1, batch_size=64,
@@ -49,6 +50,22 @@ def classifier_dir(tmp_path_factory):
     return directory
 
 
+@pytest.fixture(scope="module")
+def pre_ema_dir(gan_dir, tmp_path_factory):
+    """gan_dir's checkpoint as the code before the EMA wrote it: no EMA fields, no ema_decay recorded."""
+    directory = tmp_path_factory.mktemp("pre_ema")
+    reader = checkpoint.open_manager(gan_dir, create=False)
+    abstract = jax.eval_shape(functools.partial(init_state, TINY_GAN))
+    state, record = checkpoint.restore(reader, abstract, kind=KIND)
+    reader.close()
+    manager = checkpoint.open_manager(directory)
+    checkpoint.save(manager, 5, {"gen": state.gen, "disc": state.disc, "step": state.step, "key": state.key},
+                    {k: v for k, v in record.items() if k != "ema_decay"})
+    manager.wait_until_finished()
+    manager.close()
+    return directory
+
+
 def _stand_in_classify(images: jax.Array) -> jax.Array:
     """A deterministic 'classifier': the class is a digit of the mean pixel, confidence 0.91."""
     brightness = jnp.mean(jnp.reshape(images, (images.shape[0], -1)), axis=1)
@@ -66,16 +83,19 @@ def test_random_pairs_without_a_classifier_write_figure_and_json(gan_dir, tmp_pa
     assert out.stat().st_size > 0
     assert latents.shape == (4, 9, TINY_GAN.latent_dim)
     assert record["classifier_checked"] is False and record["checkpoint_step"] == 5
+    assert record["weights"] == "ema"  # the default: the run kept an EMA of the generator
     want = interp.random_pairs(jax.random.PRNGKey(0), 4, TINY_GAN.latent_dim)
     np.testing.assert_array_equal(latents[:, [0, -1]], want)
 
 
-def test_classifier_checked_rows_end_in_different_confident_classes(gan_dir, tmp_path, monkeypatch):
+def test_classifier_checked_rows_end_in_different_confident_classes(gan_dir, classifier_dir, tmp_path,
+                                                                    monkeypatch):
     """With a classifier every row's ends differ in class, both >= threshold; the JSON remakes the row."""
+    # A real classifier directory (the script checks it), whose restored model the stand-in replaces.
     monkeypatch.setattr(interp, "load_classify_fn", lambda directory, step=None: _stand_in_classify)
     out = tmp_path / "rows.png"
-    cli.main(["--checkpoint-dir", str(gan_dir), "--classifier-dir", "unused", "--pairs", "3", "--steps", "5",
-              "--mode", "slerp", "--threshold", "0.9", "--out", str(out)])
+    cli.main(["--checkpoint-dir", str(gan_dir), "--classifier-dir", str(classifier_dir), "--pairs", "3",
+              "--steps", "5", "--mode", "slerp", "--threshold", "0.9", "--out", str(out)])
     record = json.loads((tmp_path / "rows.json").read_text())
     classes, confidence = np.asarray(record["classes"]), np.asarray(record["confidence"])
     assert out.exists() and classes.shape == (3, 7) and record["mode"] == "slerp"
@@ -87,6 +107,28 @@ def test_classifier_checked_rows_end_in_different_confident_classes(gan_dir, tmp
     np.testing.assert_array_equal(np.asarray(remade).argmax(-1).reshape(3, 7), classes)
 
 
+def test_weights_flag_picks_the_generator_that_draws_the_rows(gan_dir, pre_ema_dir, classifier_dir, tmp_path,
+                                                             monkeypatch):
+    """--weights raw decodes with the raw generator (its classes remake the row); a checkpoint from
+    before the EMA draws with its raw generator by default."""
+    monkeypatch.setattr(interp, "load_classify_fn", lambda directory, step=None: _stand_in_classify)
+    argv = ["--classifier-dir", str(classifier_dir), "--pairs", "2", "--steps", "3", "--threshold", "0.9"]
+    remade = {}
+    for weights in ("raw", "ema"):
+        out = tmp_path / f"{weights}.png"
+        cli.main(["--checkpoint-dir", str(gan_dir), "--weights", weights, "--out", str(out), *argv])
+        record = json.loads((tmp_path / f"{weights}.json").read_text())
+        assert record["weights"] == weights
+        latents = np.asarray(record["latents"], np.float32).reshape(-1, TINY_GAN.latent_dim)
+        variables, _ = restore_generator(str(gan_dir), weights=weights)
+        remade[weights] = np.asarray(decode(variables, latents))
+        classes = np.asarray(_stand_in_classify(remade[weights])).argmax(-1).reshape(2, 5)
+        np.testing.assert_array_equal(classes, np.asarray(record["classes"]))
+    assert not np.array_equal(remade["raw"], remade["ema"])
+    cli.main(["--checkpoint-dir", str(pre_ema_dir), "--out", str(tmp_path / "old.png"), *argv])
+    assert json.loads((tmp_path / "old.json").read_text())["weights"] == "raw"
+
+
 def test_a_restored_classifier_gives_probabilities(classifier_dir):
     """load_classify_fn turns a classifier checkpoint into images [B, 28, 28] -> probs [B, 10]."""
     probs = np.asarray(interp.load_classify_fn(str(classifier_dir))(jnp.zeros((3, 28, 28))))
@@ -94,14 +136,18 @@ def test_a_restored_classifier_gives_probabilities(classifier_dir):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
 
 
-def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(gan_dir, classifier_dir, tmp_path, capsys):
-    """Missing dir, absent step, swapped checkpoint kinds: one line on stderr, exit 2, no files."""
+def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(gan_dir, classifier_dir, pre_ema_dir, tmp_path,
+                                                             capsys):
+    """Missing dir, absent step, swapped checkpoint kinds, EMA weights a checkpoint lacks: one line
+    on stderr, exit 2, no files."""
     out = tmp_path / "bad.png"
     cases = {
         "no checkpoint directory": ["--checkpoint-dir", str(tmp_path / "missing")],
         "no checkpoint at step 999": ["--checkpoint-dir", str(gan_dir), "--step", "999"],
         "not a GAN one": ["--checkpoint-dir", str(classifier_dir)],
-        "not a 'classifier' one": ["--checkpoint-dir", str(gan_dir), "--classifier-dir", str(gan_dir)],
+        "'gan' checkpoint, not a": ["--checkpoint-dir", str(gan_dir), "--classifier-dir", str(gan_dir)],
+        "holds no EMA of the generator's weights (it predates the EMA)": [
+            "--checkpoint-dir", str(pre_ema_dir), "--weights", "ema"],
     }
     for phrase, argv in cases.items():
         with pytest.raises(SystemExit) as exit_info:

@@ -37,22 +37,41 @@ def test_report_has_every_section_and_every_linked_file_exists(workdir):
     assert "**Image source:** digits (scikit-learn" in report
     links = re.findall(r"\]\(([^)]+)\)", report)
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert {"gan/progress.png", "gan/losses.png", "interpolation.png", "palindrome/final_accuracy.png",
-            "palindrome/curves_T3_scalar.png", "palindrome/curves_T4_scalar.png"} <= set(figures)
+    assert {"gan/progress.png", "gan/losses.png", "gan/scores.png", "interpolation.png",
+            "palindrome/final_accuracy.png", "palindrome/curves_T3_scalar.png",
+            "palindrome/curves_T4_scalar.png"} <= set(figures)
+    # The score curve sits in the quality-scores section.
+    quality = report[report.index("## Quality scores"):report.index("## Interpolation")]
+    assert "![Scores over training](gan/scores.png)" in quality
     for link in links:
         assert (workdir / link).is_file(), link
 
 
 def test_report_tables_hold_both_models_all_scores_and_stage_times(workdir):
-    """RNN and LSTM rows per length, three finite score rows, one time per stage."""
+    """RNN and LSTM rows per length, four finite score rows (raw and EMA generators), one time per stage."""
     report = (workdir / "REPORT.md").read_text()
     assert re.search(r"\| rnn \| scalar \| 0\.\d+ ± 0\.\d+ \| 0\.\d+ ± 0\.\d+ \|", report)
     assert re.search(r"\| lstm \| scalar \| 0\.\d+ ± 0\.\d+ \| 0\.\d+ ± 0\.\d+ \|", report)
     scores = json.loads((workdir / "scores.json").read_text())
-    assert len(scores["rows"]) == 3 and scores["num_samples"] == 64
-    for row in scores["rows"].values():
+    assert list(scores["rows"]) == ["real (classifier's training part) vs real held-out",
+                                    "untrained generator", "trained generator (final, raw weights)",
+                                    "trained generator (final, EMA weights)"]
+    assert scores["num_samples"] == 64
+    for label, row in scores["rows"].items():
         assert all(math.isfinite(v) for v in row.values())
         assert 1.0 - 1e-4 <= row["inception_score"] <= 10.0 and row["fid"] >= 0.0
+        assert re.search(rf"\| {re.escape(label)} \| \d+\.\d\d ± \d+\.\d\d \| \d+\.\d\d \|", report), label
+    # The raw and EMA generators are different networks, so their scores differ.
+    raw, ema = (scores["rows"][f"trained generator (final, {w} weights)"] for w in ("raw", "EMA"))
+    assert raw != ema
+    # Scores during training: the one-epoch GAN checkpoints once, so one line, at its last step,
+    # with finite raw and EMA scores of as many samples as the final table uses.
+    lines = [json.loads(line) for line in (workdir / "gan" / "scores.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["step"] == 5 and lines[0]["num_samples"] == 64
+    for name in ("inception_score", "inception_std", "fid"):
+        assert math.isfinite(lines[0][f"{name}_raw"]) and math.isfinite(lines[0][f"{name}_ema"])
+    # The interpolation uses the EMA weights, and its record says so.
+    assert json.loads((workdir / "interpolation.json").read_text())["weights"] == "ema"
     for stage in STAGES:
         assert re.search(rf"\| {re.escape(stage)} \| \d+\.\d \|", report), stage
     interpolation = json.loads((workdir / "interpolation.json").read_text())

@@ -1,4 +1,4 @@
-"""GAN pictures: sample grids as PNG, the start/middle/end figure, and loss curves from metrics.jsonl.
+"""GAN pictures: sample grids as PNG, the start/middle/end figure, loss curves, and score curves.
 
 Matplotlib is imported inside the functions, and figures are ``matplotlib.figure.Figure``
 objects drawn by the Agg canvas, never pyplot, so nothing here touches a display.
@@ -104,5 +104,41 @@ def loss_figure(metrics_path: str, path: str) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylim(0, 1)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def scores_figure(scores_path: str, path: str) -> None:
+    """Plots Inception Score and FID against the step from a scores.jsonl file, raw vs EMA weights."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    from jaxgan import jsonl
+
+    records = jsonl.read(scores_path)
+    if not records:
+        return
+    steps = [r["step"] for r in records]
+    fig = Figure(figsize=(10, 3.6))
+    panels = (("inception_score", "Inception Score (higher is better)"), ("fid", "FID (lower is better)"))
+    for i, (name, label) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        plotted = []
+        for weights, style, text in (("raw", "o-", "raw weights"), ("ema", "s--", "EMA weights")):
+            key = f"{name}_{weights}"
+            if all(key in r for r in records):
+                values = [r[key] for r in records]
+                ax.plot(steps, values, style, label=text)
+                plotted.extend(values)
+        if name == "fid" and plotted and min(plotted) > 0:
+            ax.set_yscale("log")  # FID falls by orders of magnitude early in training
+            plain = FuncFormatter(lambda value, _: f"{value:g}")
+            ax.yaxis.set_major_formatter(plain)
+            if max(plotted) < 10 * min(plotted):  # within one decade the minor ticks need numbers too
+                ax.yaxis.set_minor_formatter(plain)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle(f"Scores of {records[0]['num_samples']} samples at each checkpoint")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -5,11 +5,18 @@ initialises a ``GANState``, and calls one jitted ``train_epoch`` per epoch. Insi
 ``lax.scan`` shuffles, gathers and scales batches, takes one ``gan_step`` per batch and,
 whenever the step count is a multiple of ``sample_every``, draws the 5x5 grid of the fixed
 noise. The host reads each epoch's per-step metrics and grids once, appends them to
-``metrics.jsonl`` and ``samples/``, and checkpoints every ``checkpoint_every`` epochs.
+``metrics.jsonl`` and ``samples/``, and checkpoints every ``checkpoint_every`` epochs; given a
+classifier ``Reference``, it also scores the raw and EMA generators there (``scores.jsonl``).
+
+EMA: every step also updates an exponential moving average of the generator's weights
+(``GANState.ema_params``, bias-corrected as Adam's moments are, so it is the decay-weighted mean of
+the weights after every update so far) and that averaged generator's own BatchNorm running
+statistics (``ema_batch_stats``), from a train-mode forward pass of the EMA weights on the step's
+noise. The EMA never feeds back into training: the raw weights follow the same path with or without it.
 
 Randomness: one run key (``GANState.key``, raw uint32 [2]) never changes during the run;
-every draw folds a stream id and an index into it (shuffle: epoch; noise: step; grid:
-none), so a run resumed from a checkpoint draws exactly the numbers an unbroken run draws.
+every draw folds a stream id and an index into it (shuffle: epoch; noise: step; grid and
+score noise: none), so a run resumed from a checkpoint draws exactly the numbers an unbroken run draws.
 """
 
 from __future__ import annotations
@@ -22,9 +29,8 @@ import json
 import math
 import os
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,10 +39,14 @@ import numpy as np
 import optax
 from flax import struct
 from flax.training import train_state
+from jax.sharding import Mesh
 
-from jaxgan import checkpoint, jsonl
+from jaxgan import checkpoint, jsonl, parallel
 from jaxgan.errors import UserError
 from jaxgan.models.gan import DISC_FEATURES, GEN_FEATURES, IMAGE_SHAPE, IMAGE_SIZE, Discriminator, Generator
+from jaxgan.scores import Reference, classifier_scores_of_sets
+from jaxgan.signals import Interrupted
+from jaxgan.signals import deferred_signals as _deferred_signals
 
 KIND = "gan"
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fake_called_real",
@@ -44,9 +54,12 @@ METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fake_called_real",
 GRID_SIZE = 25  # a 5x5 grid of samples
 # Settings a checkpoint must share with the run that resumes it (the rest, such as the
 # number of epochs or how often to sample, may change between the two).
+# A checkpoint written before the EMA existed records no ema_decay, so resuming it is refused by
+# this check; restore_generator still reads its raw generator.
 MATCH_KEYS = ("latent_dim", "gen_features", "disc_features", "learning_rate", "b1", "b2",
-              "batch_size", "seed")
-_SHUFFLE_STREAM, _NOISE_STREAM, _GRID_STREAM = 1, 2, 3
+              "batch_size", "seed", "ema_decay")
+WEIGHTS = ("ema", "raw")  # which generator restore_generator returns
+_SHUFFLE_STREAM, _NOISE_STREAM, _GRID_STREAM, _SCORE_STREAM = 1, 2, 3, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +78,8 @@ class GANConfig:
     checkpoint_every: int = 5
     keep_checkpoints: int = 3
     seed: int = 0
+    # Decay of the EMA of the generator's weights (0 disables it: the EMA is then the raw generator).
+    ema_decay: float = 0.999
 
     def record(self) -> dict:
         """The config as JSON-ready fields, with ``kind``; stored beside every checkpoint."""
@@ -91,55 +106,24 @@ class GenState(train_state.TrainState):
 
 
 class GANState(struct.PyTreeNode):
-    """Everything a run needs to continue: both TrainStates, the step count and the run key.
+    """Everything a run needs to continue: both TrainStates, the generator's EMA, the step count, the run key.
 
-    ``step`` is int32 [] (updates done); ``key`` is the run's raw uint32 [2] PRNG key.
+    ``step`` is int32 [] (updates done); ``key`` is the run's raw uint32 [2] PRNG key;
+    ``ema_params`` and ``ema_batch_stats`` have the shapes of the generator's params and batch
+    stats. ``ema_decay`` is static (like a TrainState's optimiser): it picks the compiled step.
     """
 
     gen: GenState
     disc: train_state.TrainState
     step: jax.Array
     key: jax.Array
+    ema_params: Any
+    ema_batch_stats: Any
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
 
 
 class NonFiniteLoss(UserError):
     """Training produced a NaN or infinity; the run stops without saving that state."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the run saved a checkpoint at the end of its epoch and stopped."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _deferred_signals() -> Iterator[list[int]]:
-    """Records SIGINT/SIGTERM in the yielded list instead of dying, so the epoch loop can stop cleanly.
-
-    A second signal gets the previous handler (Ctrl-C twice still interrupts at once). Only
-    the main thread may set handlers; elsewhere the list simply stays empty.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum, frame):
-        """Notes the signal; the next one falls through to what was there before."""
-        received.append(signum)
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def make_models(config: GANConfig) -> tuple[Generator, Discriminator]:
@@ -176,9 +160,12 @@ def init_state(config: GANConfig) -> GANState:
     """A fresh GANState from ``config.seed`` (PyTorch-style initialisation, running stats 0 and 1)."""
     init = _init_function(config.latent_dim, config.gen_features, config.disc_features,
                           config.learning_rate, config.b1, config.b2)
+    # The decay is set outside the jitted initialiser, which then serves every decay.
+    state = init(jax.random.PRNGKey(config.seed)).replace(ema_decay=float(config.ema_decay))
     # Committed to the default device, as a state restored by Orbax is: jit caches tell
     # committed from uncommitted arrays, and a fresh run and its resume should share one.
-    return jax.device_put(init(jax.random.PRNGKey(config.seed)), jax.devices()[0])
+    # (This process's own first device: with several processes, jax.devices()[0] is process 0's.)
+    return jax.device_put(state, jax.local_devices()[0])
 
 
 @functools.cache
@@ -199,9 +186,45 @@ def _init_function(latent_dim: int, gen_features: tuple[int, ...], disc_features
                               batch_stats=gen_vars["batch_stats"]).replace(step=jnp.zeros((), jnp.int32))
         disc = train_state.TrainState.create(apply_fn=discriminator.apply, params=disc_vars["params"],
                                              tx=tx).replace(step=jnp.zeros((), jnp.int32))
-        return GANState(gen=gen, disc=disc, step=jnp.zeros((), jnp.int32), key=run_key)
+        # The EMA starts as a copy of the initial generator (bias correction gives it no weight
+        # after the first update).
+        return GANState(gen=gen, disc=disc, step=jnp.zeros((), jnp.int32), key=run_key,
+                        ema_params=gen.params, ema_batch_stats=gen.batch_stats)
 
     return jax.jit(init)
+
+
+def ema_weight(step: jax.Array, decay: float) -> jax.Array:
+    """The weight of the old EMA in update number ``step`` (1, 2, ...): d (1 - d^(step-1)) / (1 - d^step).
+
+    With it, ``ema = w * ema + (1 - w) * params`` is the mean of the parameters after updates
+    1..step weighted by d^(step - s), normalised (Adam's bias correction): 0 at step 1, -> d later.
+    """
+    t = jnp.asarray(step, jnp.float32)
+    return decay * (1.0 - decay ** (t - 1.0)) / (1.0 - decay ** t)
+
+
+def update_ema(state: GANState, noise: jax.Array) -> GANState:
+    """Moves the EMA towards the generator after update ``state.step``; noise [B, latent] is that step's.
+
+    The EMA's BatchNorm statistics are its own: a train-mode forward pass of the new EMA weights
+    on the step's noise updates them with PyTorch's momentum, as the raw generator's are updated.
+    """
+    if state.ema_decay == 0.0:  # disabled: the EMA is the raw generator, and costs nothing
+        return state.replace(ema_params=state.gen.params, ema_batch_stats=state.gen.batch_stats)
+    weight = ema_weight(state.step, state.ema_decay)
+    ema_params = jax.tree.map(lambda ema, new: weight * ema + (1.0 - weight) * new,
+                              state.ema_params, state.gen.params)
+    _, updates = state.gen.apply_fn({"params": ema_params, "batch_stats": state.ema_batch_stats}, noise,
+                                    train=True, mutable=["batch_stats"])
+    return state.replace(ema_params=ema_params, ema_batch_stats=updates["batch_stats"])
+
+
+def generator_variables(state: GANState, weights: str = "raw") -> dict:
+    """``{"params", "batch_stats"}`` of the raw generator or (``weights="ema"``) of its EMA."""
+    if weights == "ema":
+        return {"params": state.ema_params, "batch_stats": state.ema_batch_stats}
+    return {"params": state.gen.params, "batch_stats": state.gen.batch_stats}
 
 
 def grid_noise(state: GANState, latent_dim: int) -> jax.Array:
@@ -272,14 +295,50 @@ def gan_step(state: GANState, real_batch: jax.Array, noise_key: jax.Array) -> tu
 
     The study's template order: the generator step first, then the discriminator step on
     the same real batch and on the fakes of that one generator forward pass (detached),
-    so each step draws one noise batch and runs the generator forward once.
+    so each step draws one noise batch and runs the generator forward once (twice with the
+    EMA, whose statistics come from its own forward pass on the same noise).
     """
     real = real_batch.reshape(real_batch.shape[0], -1)
     noise = jax.random.normal(noise_key, (real.shape[0], latent_dim_of(state.gen.params)))
     gen, fake, gen_metrics = gen_step(state.gen, state.disc, noise)
     disc, disc_metrics = disc_step(state.disc, real, jax.lax.stop_gradient(fake))
-    state = state.replace(gen=gen, disc=disc, step=state.step + 1)
+    state = update_ema(state.replace(gen=gen, disc=disc, step=state.step + 1), noise)
     return state, {**gen_metrics, **disc_metrics}
+
+
+def score_noise(state: GANState, num_samples: int) -> jax.Array:
+    """The run's fixed scoring noise [num_samples, latent]: the same at every checkpoint and on resume."""
+    score_key = _key_for(state.key, _SCORE_STREAM)
+    return jax.random.normal(score_key, (num_samples, latent_dim_of(state.gen.params)))
+
+
+def scored_weights(state: GANState) -> tuple[str, ...]:
+    """Which generators a state has: the raw one, and its EMA unless the EMA is disabled."""
+    return ("raw", "ema") if state.ema_decay else ("raw",)
+
+
+@jax.jit
+def score_generators(state: GANState, noise: jax.Array, classifier_variables: dict,
+                     reference_features: jax.Array) -> dict[str, dict[str, jax.Array]]:
+    """IS and FID of eval-mode images of noise [M, latent] against reference features [M, F].
+
+    One program for both generators: ``{"raw": scores, "ema": scores}`` (``"ema"`` only when the
+    EMA is kept), each with ``classifier_scores``'s inception_score, inception_std and fid.
+    """
+    names = scored_weights(state)
+    images = jnp.stack([state.gen.apply_fn(generator_variables(state, weights), noise, train=False)
+                        for weights in names])
+    scores = classifier_scores_of_sets(classifier_variables, images, reference_features)
+    return {weights: {k: v[i] for k, v in scores.items()} for i, weights in enumerate(names)}
+
+
+def score_record(scores: dict, *, step: int, epoch: int, num_samples: int) -> dict:
+    """One scores.jsonl line: step, epoch, sample count, and ``{name}_{weights}`` per score."""
+    record = {"step": step, "epoch": epoch, "num_samples": num_samples}
+    for weights in (w for w in WEIGHTS[::-1] if w in scores):  # raw first
+        for name in ("inception_score", "inception_std", "fid"):
+            record[f"{name}_{weights}"] = float(str(np.float32(scores[weights][name])))  # shortest exact
+    return record
 
 
 def grid_slots(steps_per_epoch: int, sample_every: int) -> int:
@@ -288,7 +347,8 @@ def grid_slots(steps_per_epoch: int, sample_every: int) -> int:
 
 
 def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_size: int,
-                sample_every: int) -> tuple[GANState, dict, jax.Array, jax.Array]:
+                sample_every: int, batch_sharding: jax.sharding.Sharding | None = None
+                ) -> tuple[GANState, dict, jax.Array, jax.Array]:
     """One epoch in ``lax.scan``: images uint8 [N, 28, 28] on the device, noise [25, latent].
 
     Batches come from a permutation drawn from (run key, epoch); the last N % batch_size
@@ -297,6 +357,10 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
     [slots] (-1 for an unused slot): a grid is drawn *before* the update of every step
     whose count of updates done is a multiple of ``sample_every``, so it shows the
     generator after exactly that many updates.
+
+    ``batch_sharding`` (data parallel, see ``epoch_function``) splits each real batch over
+    devices; the noise and everything downstream follow it, and the batch-norm means and
+    gradient sums over the global batch become all-reduces that XLA inserts.
     """
     steps = images.shape[0] // batch_size
     epoch = state.step // steps
@@ -317,6 +381,8 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
         buffers = jax.lax.cond(state.step % sample_every == 0, draw_grid, lambda b, *_: b,
                                buffers, state.gen, state.step)
         real = images[batch_indices].astype(jnp.float32) / 127.5 - 1.0  # [0, 255] -> [-1, 1]
+        if batch_sharding is not None:
+            real = jax.lax.with_sharding_constraint(real, batch_sharding)
         noise_key = _key_for(state.key, _NOISE_STREAM, state.step)
         state, metrics = gan_step(state, real, noise_key)
         return (state, buffers), metrics
@@ -326,11 +392,26 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
     return state, metrics, grids, grid_steps
 
 
+def epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None = None) -> Callable:
+    """``train_epoch`` jitted, state donated; cached, so runs in one process share compilations.
+
+    With a ``mesh`` of several devices it is data parallel: every argument and result is
+    replicated on the mesh (place them with ``parallel.put``) and each step's batch is split
+    over it (``batch_size`` must be a multiple of the mesh size).
+    """
+    # One cache key for every way of saying "one device", so callers share one compilation.
+    return _epoch_function(batch_size, sample_every, mesh if parallel.is_parallel(mesh) else None)
+
+
 @functools.cache
-def epoch_function(batch_size: int, sample_every: int) -> Callable:
-    """``train_epoch`` jitted, state donated; cached, so runs in one process share compilations."""
-    return jax.jit(functools.partial(train_epoch, batch_size=batch_size, sample_every=sample_every),
-                   donate_argnums=0)
+def _epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None) -> Callable:
+    """``epoch_function`` behind its cache."""
+    epoch = functools.partial(train_epoch, batch_size=batch_size, sample_every=sample_every)
+    if mesh is None:
+        return jax.jit(epoch, donate_argnums=0)
+    whole = parallel.replicated(mesh)
+    return jax.jit(functools.partial(epoch, batch_sharding=parallel.batch(mesh)), in_shardings=whole,
+                   out_shardings=whole, donate_argnums=0)
 
 
 def fingerprint(images: np.ndarray) -> str:
@@ -418,7 +499,8 @@ def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, fi
 
 
 def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir: str,
-          source: str = "", progress: Callable[[dict], None] | None = None, restart: bool = False) -> dict:
+          source: str = "", progress: Callable[[dict], None] | None = None, restart: bool = False,
+          reference: Reference | None = None, mesh: Mesh | None = None) -> dict:
     """Trains (or resumes) the GAN on uint8 images [N, 28, 28] up to ``config.epochs`` in total.
 
     Writes ``config.json``, ``metrics.jsonl`` (one line per step), ``samples/step_XXXXXXX.png``
@@ -428,19 +510,40 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
     restores, ``restart`` allows a fresh start). The directory is locked for the run. SIGINT or
     SIGTERM ends the run at the end of the current epoch with a checkpoint there and raises
     ``Interrupted``. ``progress`` gets a ``{"event": "start", ...}`` dict, then one
-    ``{"event": "epoch", ...}`` dict per epoch. Returns a summary: the final step and epoch,
-    the last epoch's means, compile and training seconds, steps/s, and the final state.
+    ``{"event": "epoch", ...}`` dict per epoch.
+
+    With a ``reference`` (``jaxgan.scores.held_out_reference``), every scheduled checkpoint (each
+    ``checkpoint_every`` epochs and the last, not one a signal forces) also scores the raw and EMA
+    generators on ``reference.num_samples`` images of fixed noise: one line per checkpoint in
+    ``scores.jsonl`` (cut back on resume as metrics.jsonl is), a ``{"event": "scores", ...}``
+    progress dict with the seconds it took, and ``scores.png`` at the end.
+
+    ``mesh`` (default: every device, ``parallel.make_mesh()``) makes training data parallel when
+    it spans several devices: parameters replicated, each batch split over the devices (the
+    batch size must be a multiple of their count); a one-device mesh is the plain path.
+
+    Returns a summary: the final step and epoch, the last epoch's means, compile, training and
+    scoring seconds, steps/s, and the final state.
     """
     from jaxgan.plotting import gan as plots  # matplotlib only once a run draws pictures
 
     images = _validate_images(images, config.batch_size)
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise UserError(f"the EMA decay must lie in [0, 1), not {config.ema_decay}")
     num_images = images.shape[0]
     steps_per_epoch = num_images // config.batch_size
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    if not parallel.is_parallel(mesh):
+        mesh = None  # one device: the same program (and jit cache entry) as without a mesh
+    elif config.batch_size % mesh.size:
+        raise UserError(f"the batch size {config.batch_size} cannot be split evenly over {mesh.size} "
+                        f"devices; choose a multiple of {mesh.size} or make fewer devices visible")
     record = {**config.record(), "source": source, "num_images": num_images,
               "data_sha256": fingerprint(images), "steps_per_epoch": steps_per_epoch,
               "dropped_per_epoch": num_images % config.batch_size}
     samples_dir = os.path.join(workdir, "samples")
     metrics_path = os.path.join(workdir, "metrics.jsonl")
+    scores_path = os.path.join(workdir, "scores.jsonl")
     try:
         os.makedirs(samples_dir, exist_ok=True)
     except OSError as err:
@@ -459,23 +562,33 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
         # Whatever the workdir holds beyond the starting point belongs to a run that is now
         # being redone: the log is cut there and later grids are drawn again.
         jsonl.truncate_after(metrics_path, "step", start_step)
+        jsonl.truncate_after(scores_path, "step", start_step)
         for step, path in plots.grid_files(samples_dir):
             if step > start_step:
                 os.remove(path)
         _write_json(os.path.join(workdir, "config.json"), record)
 
-        images_dev = jax.device_put(images)  # the whole set, once, as uint8
         noise = grid_noise(state, config.latent_dim)
+        if mesh is None:
+            images_dev = jax.device_put(images)  # the whole set, once, as uint8
+        else:  # data parallel: all three whole on every device; the epoch splits each batch
+            state, images_dev, noise = parallel.put((state, images, noise), parallel.replicated(mesh))
         start_epoch = start_step // steps_per_epoch
         report({"event": "start", "epoch": start_epoch, "epochs": config.epochs, "step": start_step,
                 "resumed": resumed_step is not None, "steps_per_epoch": steps_per_epoch})
         tick = time.perf_counter()
         if start_epoch < config.epochs:  # compiled once here; every epoch reuses it
-            compiled = epoch_function(config.batch_size, config.sample_every).lower(
+            compiled = epoch_function(config.batch_size, config.sample_every, mesh).lower(
                 state, images_dev, noise).compile()
+            if reference is not None:  # the scoring program too, so its first use is not slow
+                noise_for_scores = score_noise(state, reference.num_samples)
+                score_args = (noise_for_scores, reference.variables, reference.features)
+                if mesh is not None:  # beside the replicated state, so one program sees one device set
+                    score_args = parallel.put(score_args, parallel.replicated(mesh))
+                scorer = score_generators.lower(state, *score_args).compile()
         compile_s = time.perf_counter() - tick
 
-        train_s, last = 0.0, {}
+        train_s, score_s, last = 0.0, 0.0, {}
         for epoch in range(start_epoch, config.epochs):
             tick = time.perf_counter()
             state, metrics, grids, grid_steps = compiled(state, images_dev, noise)
@@ -494,8 +607,19 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
                                     f"{kept} holds the last good state")
             step = int(state.step)
             stopping = bool(signals) and epoch + 1 < config.epochs
-            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs or stopping:
+            scheduled = (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
+            if scheduled or stopping:
                 checkpoint.save(manager, step, state, record)
+            # Scored at scheduled checkpoints only, so an interrupted run's log equals an unbroken one's.
+            if scheduled and reference is not None:
+                tick = time.perf_counter()
+                scores = jax.device_get(scorer(state, *score_args))
+                line = score_record(scores, step=step, epoch=epoch + 1, num_samples=reference.num_samples)
+                jsonl.append(scores_path, [line])
+                seconds_scoring = time.perf_counter() - tick
+                score_s += seconds_scoring
+                report({"event": "scores", "epoch": epoch + 1, "step": step, "seconds": seconds_scoring,
+                        **line})
             if stopping:
                 manager.wait_until_finished()
                 signame = signal.Signals(signals[0]).name
@@ -507,37 +631,58 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
                     "steps_per_s": steps_per_epoch / seconds, **last})
 
         final_step = int(state.step)
-        gen_variables = {"params": state.gen.params, "batch_stats": state.gen.batch_stats}
-        plots.save_grid(np.asarray(decode(gen_variables, noise)), _sample_path(samples_dir, final_step))
+        plots.save_grid(np.asarray(decode(generator_variables(state), noise)),
+                        _sample_path(samples_dir, final_step))
         plots.progress_figure(samples_dir, os.path.join(workdir, "progress.png"))
         if os.path.exists(metrics_path):
             plots.loss_figure(metrics_path, os.path.join(workdir, "losses.png"))
+        if os.path.exists(scores_path):
+            plots.scores_figure(scores_path, os.path.join(workdir, "scores.png"))
     trained = final_step - start_step
     return {"step": final_step, "epoch": final_step // steps_per_epoch, "resumed_from": resumed_step,
-            "compile_s": compile_s, "train_s": train_s,
+            "compile_s": compile_s, "train_s": train_s, "score_s": score_s,
             "steps_per_s": trained / train_s if train_s else float("nan"), "last_epoch": last,
             "state": state}
 
 
-def restore_generator(checkpoint_dir: str, step: int | None = None) -> tuple[dict, dict]:
-    """The generator's variables ``{"params", "batch_stats"}`` and its run's config plus ``checkpoint_step``.
+def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str | None = None
+                      ) -> tuple[dict, dict]:
+    """A generator's variables ``{"params", "batch_stats"}`` and its run's config plus ``checkpoint_step``
+    and ``weights``.
 
-    Reads the newest (or the given) checkpoint into an abstract target from
-    ``jax.eval_shape``, built from the config saved beside it.
+    ``weights`` is "ema" (the EMA of the generator's weights, with its own BatchNorm statistics),
+    "raw" (the generator as trained), or None: the EMA when the checkpoint keeps one, else raw.
+    Reads the newest (or the given) checkpoint into an abstract target from ``jax.eval_shape``,
+    built from the config saved beside it. A checkpoint written before the EMA existed gives
+    its raw generator; asking it (or one trained with ``ema_decay`` 0) for "ema" is a UserError.
     """
+    if weights is not None and weights not in WEIGHTS:
+        raise UserError(f"unknown generator weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
     manager = checkpoint.open_manager(checkpoint_dir, create=False)
     try:
         step, record = checkpoint.read_config(manager, step)
         if record.get("kind") != KIND:
             raise UserError(f"{checkpoint_dir} holds a {record.get('kind', 'unknown')!r} checkpoint, "
                             "not a GAN one")
+        predates_ema = "ema_decay" not in record
+        has_ema = not predates_ema and record["ema_decay"] > 0
+        weights = weights or ("ema" if has_ema else "raw")
+        if weights == "ema" and not has_ema:
+            why = "it predates the EMA" if predates_ema else "it was trained with ema_decay 0"
+            raise UserError(f"the checkpoint at step {step} in {checkpoint_dir} holds no EMA of the "
+                            f"generator's weights ({why}); use the raw weights")
         config = GANConfig.from_record(record)
         abstract = jax.eval_shape(functools.partial(init_state, config))
+        if predates_ema:  # the same tree without the EMA fields (Orbax matches a dict by field names)
+            abstract = {name: getattr(abstract, name) for name in ("gen", "disc", "step", "key")}
         state, record = checkpoint.restore(manager, abstract, kind=KIND, step=step)
     finally:
         manager.close()
-    gen_variables = {"params": state.gen.params, "batch_stats": state.gen.batch_stats}
-    return gen_variables, {**record, "checkpoint_step": step}
+    if predates_ema:
+        gen_variables = {"params": state["gen"].params, "batch_stats": state["gen"].batch_stats}
+    else:
+        gen_variables = generator_variables(state, weights)
+    return gen_variables, {**record, "checkpoint_step": step, "weights": weights}
 
 
 @functools.partial(jax.jit, static_argnums=0)
