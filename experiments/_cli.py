@@ -58,6 +58,18 @@ def float_between(low: float, high: float, *, low_inclusive: bool = False):
     return parse
 
 
+def add_generator_flags(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint-dir, --step and --weights: which trained generator a script restores."""
+    parser.add_argument("--checkpoint-dir", default="checkpoints/gan",
+                        help="a GAN checkpoint directory written by experiments.train_gan "
+                             "(default: %(default)s)")
+    parser.add_argument("--step", type=non_negative_int, default=None,
+                        help="which saved step to load (default: the newest)")
+    parser.add_argument("--weights", default=None, choices=("ema", "raw"),
+                        help="the EMA of the generator's weights or the raw ones (default: ema when "
+                             "the checkpoint keeps an EMA, else raw)")
+
+
 def add_image_flags(parser: argparse.ArgumentParser, split_help: str) -> None:
     """The image-source flags every image experiment shares: --dataset, --split, --data-dir."""
     parser.add_argument("--dataset", default="auto",

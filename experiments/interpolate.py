@@ -36,14 +36,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The flags."""
     parser = argparse.ArgumentParser(prog="python -m experiments.interpolate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint-dir", default="checkpoints/gan",
-                        help="a GAN checkpoint directory written by experiments.train_gan "
-                             "(default: %(default)s)")
-    parser.add_argument("--step", type=_cli.non_negative_int, default=None,
-                        help="which saved step to load (default: the newest)")
-    parser.add_argument("--weights", default=None, choices=("ema", "raw"),
-                        help="the EMA of the generator's weights or the raw ones (default: ema when "
-                             "the checkpoint keeps an EMA, else raw)")
+    _cli.add_generator_flags(parser)
     parser.add_argument("--pairs", type=_cli.positive_int, default=4, help="rows (default: %(default)s)")
     parser.add_argument("--steps", type=_cli.positive_int, default=7,
                         help="images between the two ends of a row (default: %(default)s)")

@@ -22,14 +22,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The flags."""
     parser = argparse.ArgumentParser(prog="python -m experiments.sample", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint-dir", default="checkpoints/gan",
-                        help="a GAN checkpoint directory written by experiments.train_gan "
-                             "(default: %(default)s)")
-    parser.add_argument("--step", type=_cli.non_negative_int, default=None,
-                        help="which saved step to load (default: the newest)")
-    parser.add_argument("--weights", default=None, choices=("ema", "raw"),
-                        help="the EMA of the generator's weights or the raw ones (default: ema when "
-                             "the checkpoint keeps an EMA, else raw)")
+    _cli.add_generator_flags(parser)
     parser.add_argument("--n", type=_cli.positive_int, default=2000,
                         help="how many images to draw (default: %(default)s)")
     parser.add_argument("--seed", type=_cli.non_negative_int, default=0,

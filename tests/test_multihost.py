@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from jaxgan.train import palindrome as pal
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import multihost_worker as worker  # noqa: E402  (the worker's settings, read from its module)
+from simulated_devices import worker_env  # noqa: E402
 
 TIMEOUT_S = 300
 
@@ -38,14 +38,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _env(devices: int) -> dict:
-    """This environment with ``devices`` simulated CPU devices and fast compiles (see test_parallel)."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-               JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT))
-    return env
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> pathlib.Path:
     """The folder where the two-process run and the one-process run left their results."""
@@ -53,9 +45,9 @@ def runs(tmp_path_factory) -> pathlib.Path:
     address = f"127.0.0.1:{_free_port()}"
     command = [sys.executable, str(ROOT / "tests" / "multihost_worker.py"), str(out)]
     procs = [subprocess.Popen([*command, "--coordinator-address", address, "--num-processes", "2",
-                               "--process-id", str(i)], cwd=ROOT, env=_env(2), stdout=subprocess.PIPE,
+                               "--process-id", str(i)], cwd=ROOT, env=worker_env(2), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    procs.append(subprocess.Popen(command, cwd=ROOT, env=_env(1), stdout=subprocess.PIPE,
+    procs.append(subprocess.Popen(command, cwd=ROOT, env=worker_env(1), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))
     try:
         for proc in procs:

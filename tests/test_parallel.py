@@ -9,7 +9,6 @@ most of their time, and each comparison compiles both of its sides the same way.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -18,24 +17,19 @@ import pytest
 
 from jaxgan import parallel
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from simulated_devices import worker_env
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "parallel_worker.py"
 DEVICES = 4
 TIMEOUT_S = 300
 
 
-def _worker_env(devices: int) -> dict:
-    """This environment with ``devices`` simulated CPU devices and fast compiles."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-               JAX_DISABLE_MOST_OPTIMIZATIONS="1", PYTHONPATH=str(ROOT))
-    return env
-
-
 @pytest.fixture(scope="module")
 def reports() -> dict:
     """Both workers' JSON reports, the two started together."""
-    procs = {name: subprocess.Popen([sys.executable, str(WORKER), name], cwd=ROOT, env=_worker_env(DEVICES),
+    procs = {name: subprocess.Popen([sys.executable, str(WORKER), name], cwd=ROOT, env=worker_env(DEVICES),
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for name in ("sweep", "gan")}
     out = {}
