@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from jaxgan import parallel
 from jaxgan.errors import UserError
 
 _ITEMS = ("state", "config")
@@ -141,6 +142,12 @@ def read_config(manager: ocp.CheckpointManager, step: int | None = None) -> tupl
     return step, dict(restored["config"])
 
 
+def _placed_struct(leaf: Any) -> jax.ShapeDtypeStruct:
+    """``leaf`` as a restore target leaf, placed by ``parallel.restore_target`` if it has no sharding."""
+    struct = ocp.utils.to_shape_dtype_struct(leaf)
+    return struct if getattr(struct, "sharding", None) is not None else parallel.restore_target(struct)
+
+
 class _Damaged(Exception):
     """A checkpoint whose files cannot be read (its message says what failed)."""
 
@@ -169,7 +176,9 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
         if config.get(key) != want:
             raise UserError(f"the checkpoint in {manager.directory} was written with "
                             f"{key}={config.get(key)!r}, but this run has {key}={want!r}")
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    # A leaf with no sharding of its own is restored onto this process's device(s), not onto
+    # the devices that wrote it (a checkpoint of a 2-device run restores on one, and back).
+    target = jax.tree.map(_placed_struct, abstract_state)
     _silence_closed_loop_callbacks()  # before: the noise starts while the failed restore unwinds
     try:
         restored = manager.restore(step, args=ocp.args.Composite(

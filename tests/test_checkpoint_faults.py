@@ -72,10 +72,9 @@ def _delete_data(step_dir: pathlib.Path) -> None:
 @pytest.mark.parametrize("damage", [
     _truncate_data,
     _delete_data,
-    lambda d: (d / "state" / "_METADATA").unlink(),
     lambda d: (d / "config" / "metadata").unlink(),
     lambda d: (d / "config" / "metadata").write_text(""),
-], ids=["truncated-data", "deleted-data", "deleted-metadata", "deleted-config", "empty-config"])
+], ids=["truncated-data", "deleted-data", "deleted-config", "empty-config"])
 def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_kept(three_steps, damage):
     damage(three_steps / "3")
     found, messages = _restore(three_steps, set_aside=True)
@@ -92,6 +91,17 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_kept(three_st
     manager.close()
     found, messages = _restore(three_steps, set_aside=True)
     assert found[2] == 3 and not messages
+
+
+def test_a_lost_tree_description_is_not_damage_when_the_data_is_whole(three_steps):
+    # state/_METADATA describes the saved tree; the restore target (shapes, dtypes and where
+    # each leaf goes) already says all of that, so the intact data restores exactly.
+    (three_steps / "3" / "state" / "_METADATA").unlink()
+    found, messages = _restore(three_steps, set_aside=True)
+    state, _, step = found
+    assert step == 3 and not messages
+    for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(_state(3.0)), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_a_leftover_temporary_directory_is_reported_and_ignored(three_steps):
