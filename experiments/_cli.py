@@ -177,8 +177,37 @@ def describe_devices() -> str:
     return line
 
 
+def use_every_core() -> int | None:
+    """Gives JAX's CPU platform one device per core this process may use; returns that count.
+
+    On a CPU the study's products are small (a batch of 128 by 128 hidden units), so one run
+    barely uses a second core; as devices, two cores train two runs of the sweep side by side
+    and split the GAN's batch (``experiments.benchmark`` measures it). Accelerators are
+    unaffected: this shapes only the CPU platform. Returns None, changing nothing, where the
+    environment already chose (``JAX_NUM_CPU_DEVICES``, or XLA_FLAGS'
+    ``--xla_force_host_platform_device_count``) or JAX's devices are already in use.
+    """
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get(
+            "XLA_FLAGS", ""):
+        return None
+    import jax
+
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # devices already created (a script called from a running program)
+        return None
+    return count
+
+
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
-    """Runs ``main``; bad input ends in one sentence on stderr and exit 2 (``--debug`` re-raises)."""
+    """Runs ``main``; bad input ends in one sentence on stderr and exit 2 (``--debug`` re-raises).
+
+    From the command line (``argv`` None) JAX's CPU platform first gets one device per core
+    (``use_every_core``); a caller passing ``argv`` keeps the devices it has.
+    """
+    if argv is None:
+        use_every_core()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]

@@ -126,8 +126,9 @@ def main(argv=None) -> None:
     paths = study.write_results(results, args.workdir)
     print()
     print(study.summary_markdown(results))
-    print(f"trained in {results['wall_time_s']} s; wrote {len(paths)} files to {args.workdir}, "
-          f"checkpoints to {args.checkpoint_dir}")
+    wrote = (f"wrote {len(paths)} files to {args.workdir}" if paths
+             else "process 0 writes the results")  # a multi-process run's other processes
+    print(f"trained in {results['wall_time_s']} s; {wrote}, checkpoints to {args.checkpoint_dir}")
 
 
 if __name__ == "__main__":

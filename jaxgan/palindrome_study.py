@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from jaxgan import checkpoint, signals
+from jaxgan import checkpoint, parallel, signals
 from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH, split_sizes
 from jaxgan.errors import UserError
 from jaxgan.models.recurrent import CELLS
@@ -199,7 +199,8 @@ def _train_sweep(config: PalindromeConfig, lengths: list[int], seeds: list[int],
             runs, data = init_sweep(*pair_arrays(lengths, seeds), config)  # data: made again from the keys
             runs = runs if restored is None else restored
         for done, trained, metrics in sweep_chunks(runs, data, config, epochs, start=start,
-                                                   chunk_epochs=chunk_epochs, strategy=strategy):
+                                                   chunk_epochs=chunk_epochs, strategy=strategy,
+                                                   run_lengths=[t for t in lengths for _ in seeds]):
             first = done - len(metrics["train_loss"][0])
             bad = _first_non_finite(metrics)
             if bad is not None:  # this chunk is not saved: the newest checkpoint stays the last good one
@@ -280,9 +281,14 @@ def summary_markdown(results: dict) -> str:
 
 
 def write_results(results: dict, workdir: str) -> list[str]:
-    """Writes results.json, summary.md and the figures into ``workdir``; returns their paths."""
+    """Writes results.json, summary.md and the figures into ``workdir``; returns their paths.
+
+    In a multi-process run only process 0 writes (``parallel.is_writer``); the others return [].
+    """
     from jaxgan.plotting import palindrome as plots  # matplotlib only when writing figures
 
+    if not parallel.is_writer():
+        return []
     os.makedirs(workdir, exist_ok=True)
     written = [_write_atomic(os.path.join(workdir, "results.json"), json.dumps(results)),
                _write_atomic(os.path.join(workdir, "summary.md"), summary_markdown(results))]

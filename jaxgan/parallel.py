@@ -85,6 +85,13 @@ def fetch(tree: Any) -> Any:
     return jax.tree.map(one, tree)
 
 
+def is_writer() -> bool:
+    """Whether this process writes a run's result files: process 0 (the only one without
+    ``jax.distributed``). Every process holds the same results; one copy on disk is enough,
+    and several processes writing one shared folder would race."""
+    return jax.process_index() == 0
+
+
 def padded_size(count: int, mesh: Mesh) -> int:
     """``count`` rounded up to a multiple of the mesh's device count."""
     return -(-count // mesh.size) * mesh.size

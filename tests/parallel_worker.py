@@ -53,16 +53,17 @@ def check_sweep() -> dict:
     count = len(LENGTHS) * len(SEEDS)
     seeds = np.asarray([s for _ in LENGTHS for s in SEEDS], np.int32)
     lengths = np.asarray([t for t in LENGTHS for _ in SEEDS], np.int32)
-    runs, data = pal.shard_runs(pal.init_sweep(seeds, lengths, SWEEP_CONFIG), mesh)
-    runs, metrics = pal.train_sweep_chunk(runs, data, SWEEP_CONFIG, 1, pal.resolve_strategy("auto"),
-                                          mesh=mesh)
+    strategy = pal.resolve_strategy("auto")
+    fresh = pal.init_sweep(seeds, lengths, SWEEP_CONFIG)
+    runs, data, layout, options = pal.arrange_sweep(*fresh, SWEEP_CONFIG, lengths.tolist(), strategy, mesh)
+    runs, metrics = pal.train_sweep_chunk(runs, data, SWEEP_CONFIG, 1, strategy, **options)
     return {"device_count": jax.device_count(), "runs": count,
             "metric_shape": list(metrics4["val_acc"].shape),
             "state_runs": int(jax.tree.leaves(runs4)[0].shape[0]),
             "metrics": max_difference((metrics4[k], metrics1[k]) for k in pal.METRICS),
             "state": max_difference(zip(jax.tree.leaves(runs4), jax.tree.leaves(runs1), strict=True)),
-            "direct_call_equal": bool(np.array_equal(np.asarray(metrics["val_acc"])[:count, 0],
-                                                     metrics4["val_acc"][:, 0])),
+            "direct_call_equal": bool(np.array_equal(
+                np.asarray(metrics["val_acc"])[layout.positions(count), 0], metrics4["val_acc"][:, 0])),
             "runs_placement": placement(jax.tree.leaves(runs)[0]),
             "data_placement": placement(data.train_inputs)}
 

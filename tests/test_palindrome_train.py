@@ -15,6 +15,7 @@ from jaxgan.train.palindrome import (
     init_run,
     rmsprop_torch,
     run_key,
+    run_layout,
     sweep,
     train_single,
     train_step,
@@ -83,3 +84,22 @@ def test_sweep_equals_separate_runs(model, strategy):
             np.testing.assert_allclose(swept[name][r], alone[name], rtol=2e-5, atol=2e-6, err_msg=name)
     # runs differ from each other: each pair really got its own data and initialisation
     assert not np.allclose(swept["train_loss"][0], swept["train_loss"][1])
+
+
+@pytest.mark.parametrize("devices, slots, order", [
+    (1, (20, 15, 10, 5), (3, 2, 1, 0)),  # 50 steps scanned, not 80
+    (2, (20, 10), (3, 1, 2, 0)),  # device 0 scans 20 + 10 for runs 3 and 1; device 1 the same for 2 and 0
+    (3, (20, 5), (3, 0, 2, 0, 1, 0)),  # a copy of the shortest run fills the last slot of two devices
+])
+def test_runs_are_laid_out_by_length(devices, slots, order):
+    layout = run_layout([5, 10, 15, 20], devices, max_length=20, by_length=True)
+    assert layout.slot_lengths == slots and layout.order == order
+    assert [layout.order[p] for p in layout.positions(4)] == [0, 1, 2, 3]
+    # every run sits in a slot at least as long as itself, on every device
+    per_device = len(slots)
+    assert all([5, 10, 15, 20][run] <= slots[p % per_device] for p, run in enumerate(layout.order))
+
+
+def test_vmapped_runs_keep_their_order_and_the_full_length():
+    layout = run_layout([5, 10, 15, 20, 5], 2, max_length=20, by_length=False)
+    assert layout.order == (0, 1, 2, 3, 4, 4) and layout.slot_lengths == (20, 20, 20)

@@ -51,9 +51,11 @@ def test_sweep_on_four_devices_equals_one_device(reports):
     assert sweep["device_count"] == DEVICES
     # 6 runs do not divide over 4 devices: padded to 8 inside, the real 6 come back
     assert sweep["metric_shape"] == [6, 2] and sweep["state_runs"] == 6
-    # each device runs the one-device program on its own runs, so the numbers are the same bits
-    assert sweep["metrics"]["abs"] == 0.0, sweep["metrics"]
-    assert sweep["state"]["abs"] == 0.0, sweep["state"]
+    # Runs grouped by length: on one device the length-3 runs scan 3 steps; on 4 one of them
+    # shares a slot with length-6 runs and scans 6, three of them padding that leaves its carry
+    # alone. Only the rounding of sums over time may differ.
+    assert sweep["metrics"]["rel"] < 1e-5, sweep["metrics"]
+    assert sweep["state"]["rel"] < 1e-5, sweep["state"]
     assert sweep["direct_call_equal"]
 
 

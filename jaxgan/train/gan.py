@@ -481,9 +481,23 @@ def _resume_or_init(manager, config: GANConfig, record: dict, checkpoint_dir: st
     return state, resumed_step
 
 
+def default_mesh() -> Mesh:
+    """Every device of every process, except on a lone CPU process: there its first device only.
+
+    Several CPU devices of one process share its cores and memory, so splitting a batch of 64
+    over them buys no arithmetic and pays for the collectives (``experiments.benchmark``: about
+    a third of the one-device steps/s on two); the sweep, whose runs never talk, is where
+    those devices help.
+    """
+    if jax.default_backend() == "cpu" and jax.process_count() == 1:
+        return parallel.make_mesh(jax.devices()[:1])
+    return parallel.make_mesh()
+
+
 def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, first_step: int, epoch: int,
                  metrics_path: str, samples_dir: str) -> tuple[int, str, float] | None:
-    """Appends the epoch's step records and saves its grids, up to the first non-finite step.
+    """Appends the epoch's step records and saves its grids, up to the first non-finite step
+    (process 0 only: ``parallel.is_writer``).
 
     Returns that step's (index, metric, value), or None when the whole epoch was finite.
     """
@@ -491,6 +505,8 @@ def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, fi
 
     bad = _first_non_finite(metrics)
     good = len(metrics["d_loss"]) if bad is None else bad[0]
+    if not parallel.is_writer():
+        return bad
     jsonl.append(metrics_path, _records({k: v[:good] for k, v in metrics.items()}, first_step, epoch))
     for grid, step in zip(grids, grid_steps, strict=True):
         if 0 <= step < first_step + good:  # step -1 marks an unused slot
@@ -518,9 +534,12 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
     ``scores.jsonl`` (cut back on resume as metrics.jsonl is), a ``{"event": "scores", ...}``
     progress dict with the seconds it took, and ``scores.png`` at the end.
 
-    ``mesh`` (default: every device, ``parallel.make_mesh()``) makes training data parallel when
-    it spans several devices: parameters replicated, each batch split over the devices (the
-    batch size must be a multiple of their count); a one-device mesh is the plain path.
+    ``mesh`` (default: ``default_mesh()``) makes training data parallel when it spans several
+    devices: parameters replicated, each batch split over the devices (the batch size must be a
+    multiple of their count); a one-device mesh is the plain path.
+
+    In a multi-process run every process trains and checkpoints, and process 0 alone writes
+    ``workdir`` (``parallel.is_writer``).
 
     Returns a summary: the final step and epoch, the last epoch's means, compile, training and
     scoring seconds, steps/s, and the final state.
@@ -532,7 +551,7 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
         raise UserError(f"the EMA decay must lie in [0, 1), not {config.ema_decay}")
     num_images = images.shape[0]
     steps_per_epoch = num_images // config.batch_size
-    mesh = parallel.make_mesh() if mesh is None else mesh
+    mesh = default_mesh() if mesh is None else mesh
     if not parallel.is_parallel(mesh):
         mesh = None  # one device: the same program (and jit cache entry) as without a mesh
     elif config.batch_size % mesh.size:
@@ -561,12 +580,14 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
         start_step = int(state.step)
         # Whatever the workdir holds beyond the starting point belongs to a run that is now
         # being redone: the log is cut there and later grids are drawn again.
-        jsonl.truncate_after(metrics_path, "step", start_step)
-        jsonl.truncate_after(scores_path, "step", start_step)
-        for step, path in plots.grid_files(samples_dir):
-            if step > start_step:
-                os.remove(path)
-        _write_json(os.path.join(workdir, "config.json"), record)
+        writer = parallel.is_writer()
+        if writer:
+            jsonl.truncate_after(metrics_path, "step", start_step)
+            jsonl.truncate_after(scores_path, "step", start_step)
+            for step, path in plots.grid_files(samples_dir):
+                if step > start_step:
+                    os.remove(path)
+            _write_json(os.path.join(workdir, "config.json"), record)
 
         noise = grid_noise(state, config.latent_dim)
         if mesh is None:
@@ -615,7 +636,8 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
                 tick = time.perf_counter()
                 scores = jax.device_get(scorer(state, *score_args))
                 line = score_record(scores, step=step, epoch=epoch + 1, num_samples=reference.num_samples)
-                jsonl.append(scores_path, [line])
+                if writer:
+                    jsonl.append(scores_path, [line])
                 seconds_scoring = time.perf_counter() - tick
                 score_s += seconds_scoring
                 report({"event": "scores", "epoch": epoch + 1, "step": step, "seconds": seconds_scoring,
@@ -631,13 +653,14 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
                     "steps_per_s": steps_per_epoch / seconds, **last})
 
         final_step = int(state.step)
-        plots.save_grid(np.asarray(decode(generator_variables(state), noise)),
-                        _sample_path(samples_dir, final_step))
-        plots.progress_figure(samples_dir, os.path.join(workdir, "progress.png"))
-        if os.path.exists(metrics_path):
-            plots.loss_figure(metrics_path, os.path.join(workdir, "losses.png"))
-        if os.path.exists(scores_path):
-            plots.scores_figure(scores_path, os.path.join(workdir, "scores.png"))
+        final_grid = np.asarray(decode(generator_variables(state), noise))  # on every process: a collective
+        if writer:
+            plots.save_grid(final_grid, _sample_path(samples_dir, final_step))
+            plots.progress_figure(samples_dir, os.path.join(workdir, "progress.png"))
+            if os.path.exists(metrics_path):
+                plots.loss_figure(metrics_path, os.path.join(workdir, "losses.png"))
+            if os.path.exists(scores_path):
+                plots.scores_figure(scores_path, os.path.join(workdir, "scores.png"))
     trained = final_step - start_step
     return {"step": final_step, "epoch": final_step // steps_per_epoch, "resumed_from": resumed_step,
             "compile_s": compile_s, "train_s": train_s, "score_s": score_s,

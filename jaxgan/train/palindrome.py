@@ -223,24 +223,96 @@ def resolve_strategy(strategy: str) -> str:
     return strategy
 
 
-@functools.partial(jax.jit, static_argnames=("config", "num_epochs", "strategy", "mesh"), donate_argnums=0)
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """Where each run of a sweep sits in its program, and how many time steps each slot scans.
+
+    The program holds ``devices * len(slot_lengths)`` positions; device d trains positions
+    ``[d * slots, (d + 1) * slots)``, slot after slot. ``order[p]`` is the run at position p (a
+    run may appear twice: the extra copy fills the last slot and is dropped), and every device
+    scans slot j over the last ``slot_lengths[j]`` steps of its runs' left-padded sequences.
+    """
+
+    order: tuple[int, ...]
+    slot_lengths: tuple[int, ...]
+
+    def positions(self, count: int) -> np.ndarray:
+        """For each of the ``count`` runs, the position that holds it (its first, kept copy) [count]."""
+        return np.asarray([self.order.index(r) for r in range(count)])
+
+
+def run_layout(lengths: Sequence[int], devices: int, max_length: int, by_length: bool) -> RunLayout:
+    """Places runs of these input ``lengths`` on ``devices``; ``by_length`` scans each slot only as
+    far as its longest run.
+
+    By length, runs are ranked longest first and dealt ``devices`` to a slot, so the runs that
+    share a slot (one per device, all scanning its length) are as alike as they can be: lengths
+    5, 10, 15, 20 on one device scan 50 steps instead of 80; on two, 20 + 10 per device.
+    Otherwise runs keep their order and every slot scans ``max_length`` steps (a vmapped sweep
+    batches all its runs into one scan).
+    """
+    count = len(lengths)
+    ranked = sorted(range(count), key=lambda r: -lengths[r]) if by_length else list(range(count))
+    slots = -(-count // devices)
+    ranked += [ranked[-1]] * (slots * devices - count)  # the shortest run fills the last slot
+    slot_lengths = tuple(lengths[ranked[j * devices]] if by_length else max_length for j in range(slots))
+    if not by_length:  # device d holds a contiguous block of runs
+        return RunLayout(order=tuple(ranked), slot_lengths=slot_lengths)
+    # Slot j of device d is ranked position j * devices + d; the program's position is d * slots + j.
+    order = tuple(ranked[j * devices + d] for d in range(devices) for j in range(slots))
+    return RunLayout(order=order, slot_lengths=slot_lengths)
+
+
+def _last_steps(data: RunData, steps: int) -> RunData:
+    """``data`` [runs, N, L, ...] cut to its last ``steps`` time steps (all that a run of at most
+    ``steps`` digits uses, since sequences are left-padded)."""
+    cut = lambda x: x[:, :, x.shape[2] - steps:]
+    return data.replace(train_inputs=cut(data.train_inputs), train_mask=cut(data.train_mask),
+                        val_inputs=cut(data.val_inputs), val_mask=cut(data.val_mask))
+
+
+def _slot_groups(slot_lengths: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Runs of consecutive equal slot lengths as (first slot, end slot, length)."""
+    groups = []
+    for j, steps in enumerate(slot_lengths):
+        if groups and groups[-1][2] == steps:
+            groups[-1] = (groups[-1][0], j + 1, steps)
+        else:
+            groups.append((j, j + 1, steps))
+    return groups
+
+
+@functools.partial(jax.jit, static_argnames=("config", "num_epochs", "strategy", "mesh", "slot_lengths"),
+                   donate_argnums=0)
 def train_sweep_chunk(runs: RunState, data: RunData, config: PalindromeConfig, num_epochs: int,
-                      strategy: str = "vmap", mesh: Mesh | None = None):
+                      strategy: str = "vmap", mesh: Mesh | None = None,
+                      slot_lengths: tuple[int, ...] | None = None):
     """``num_epochs`` epochs of every run in one program, over the leading run axis.
 
     ``vmap`` batches the runs' products together (what an accelerator wants); ``map`` runs them
     one after another inside the same program, which on a CPU keeps each run's weights in cache
     and is faster (``experiments.benchmark`` measures both; the README gives the figures).
     With a ``mesh`` of several devices the run axis (a multiple of its size) is split over it
-    and each device trains its own runs with that strategy.
+    and each device trains its own runs with that strategy. ``slot_lengths`` (one per run of a
+    device, see ``RunLayout``) lets each group of equal slots scan only its own last steps.
     """
     one = lambda r, d: run_epochs(r, d, config, num_epochs)
 
-    def all_runs(runs, data):
-        """Every run of this device (or of the only device)."""
+    def together(runs, data):
+        """Runs of one scan length, batched or in turn."""
         if strategy == "map":
             return jax.lax.map(lambda pair: one(*pair), (runs, data))
         return jax.vmap(one)(runs, data)
+
+    def all_runs(runs, data):
+        """Every run of this device (or of the only device), group after group."""
+        if slot_lengths is None:
+            return together(runs, data)
+        parts = []
+        for first, end, steps in _slot_groups(slot_lengths):
+            block = lambda x, first=first, end=end: x[first:end]
+            parts.append(together(jax.tree.map(block, runs), _last_steps(jax.tree.map(block, data), steps)))
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts) if len(parts) > 1 else parts[0]
 
     return _over_runs(all_runs, mesh)(runs, data)
 
@@ -252,20 +324,18 @@ def sweep_mesh(mesh: Mesh | None = None) -> Mesh | None:
     return mesh if parallel.is_parallel(mesh) else None
 
 
-def shard_runs(tree, mesh: Mesh):
-    """A stacked tree [R, ...] padded to a multiple of the mesh size and placed run-sharded.
+def arrange_runs(tree, layout: RunLayout, mesh: Mesh | None):
+    """A stacked tree [R, ...] in ``layout``'s order (copies fill the last slot), placed run-sharded
+    over ``mesh`` (or on the default device without one).
 
-    The padding repeats run 0, a real run, so padded slots train on real data and stay finite;
-    ``sweep_chunks`` drops them. Works across processes (every process passes the same tree).
+    Fill copies are real runs, so they train on real data and stay finite; ``sweep_chunks``
+    drops them. Works across processes (every process passes the same tree).
     """
-    count = jax.tree.leaves(tree)[0].shape[0]
-    extra = parallel.padded_size(count, mesh) - count
-
-    def pad(leaf):
-        """One leaf with ``extra`` copies of its run 0 appended."""
-        return np.concatenate([leaf, np.repeat(leaf[:1], extra, axis=0)]) if extra else leaf
-
-    return parallel.put(jax.tree.map(pad, parallel.fetch(tree)), parallel.runs(mesh))
+    order = np.asarray(layout.order)
+    arranged = jax.tree.map(lambda leaf: leaf[order], parallel.fetch(tree))
+    if mesh is None:
+        return jax.device_put(arranged)
+    return parallel.put(arranged, parallel.runs(mesh))
 
 
 def chunk_size(epochs: int, target: int) -> int:
@@ -281,8 +351,34 @@ def pair_arrays(lengths: Sequence[int], seeds: Sequence[int]) -> tuple[jax.Array
     return pair_seeds, pair_lengths
 
 
+def arrange_sweep(runs: RunState, data: RunData, config: PalindromeConfig, run_lengths: Sequence[int] | None,
+                  strategy: str, mesh: Mesh | None) -> tuple[RunState, RunData, RunLayout | None, dict]:
+    """Stacked runs and data laid out for ``train_sweep_chunk``: (runs, data, layout, program options).
+
+    ``run_lengths`` are the runs' input lengths (None: all ``config.max_length``). The ``map``
+    strategy trains runs in turn, so nothing is gained by padding them to one length: runs are
+    grouped by length and each group scans its own steps. ``vmap`` batches every run of a
+    device into one scan at the longest length. ``layout`` is None when runs stay where they
+    are (one device, nothing to group): the plain program, as without this function.
+    """
+    count = jax.tree.leaves(runs)[0].shape[0]
+    lengths = [config.max_length] * count if run_lengths is None else [int(t) for t in run_lengths]
+    if len(lengths) != count:
+        raise ValueError(f"{len(lengths)} run lengths for {count} runs")
+    layout = run_layout(lengths, 1 if mesh is None else mesh.size, config.max_length,
+                        by_length=resolve_strategy(strategy) == "map")
+    options = {} if mesh is None else {"mesh": mesh}
+    if any(steps != config.max_length for steps in layout.slot_lengths):
+        options["slot_lengths"] = layout.slot_lengths
+    if mesh is None and layout.order == tuple(range(count)):
+        return runs, data, (layout if options else None), options
+    runs, data = arrange_runs((runs, data), layout, mesh)
+    return runs, data, layout, options
+
+
 def sweep_chunks(runs: RunState, data: RunData, config: PalindromeConfig, epochs: int, *, start: int = 0,
-                 chunk_epochs: int = 10, strategy: str = "auto", mesh: Mesh | None = None
+                 chunk_epochs: int = 10, strategy: str = "auto", mesh: Mesh | None = None,
+                 run_lengths: Sequence[int] | None = None
                  ) -> Iterator[tuple[int, RunState, dict[str, np.ndarray]]]:
     """Trains stacked ``runs`` from epoch ``start`` to ``epochs``, yielding after every chunk.
 
@@ -291,29 +387,32 @@ def sweep_chunks(runs: RunState, data: RunData, config: PalindromeConfig, epochs
     at a chunk boundary runs the same compiled program on the same state and key as an
     unbroken one, and ends bit for bit where it would have (tested). ``runs`` is donated.
 
-    With several devices (``sweep_mesh(mesh)``) the runs are spread over them, each device
-    training its own: the run count is padded up to a multiple of the device count with copies
-    of run 0, so any study fits any machine at a cost of at most one run per device; yielded
-    runs and metrics hold the real runs only. Results equal the one-device sweep (tested).
+    ``run_lengths`` (each run's input length) lets the ``map`` strategy scan each run only over
+    its own steps (``arrange_sweep``). With several devices (``sweep_mesh(mesh)``) the runs are
+    spread over them, each device training its own; the run count is filled up to a multiple
+    of the device count with copies of a run, so any study fits any machine at a cost of at
+    most one run per device. Yielded runs and metrics are the real runs in their own order.
+    Results equal the one-device sweep (tested).
     """
     chunk = chunk_size(epochs, chunk_epochs)
     strategy = resolve_strategy(strategy)
     if start >= epochs:  # nothing to train (and ``runs`` may be None then)
         return
     count = jax.tree.leaves(runs)[0].shape[0]
-    mesh = sweep_mesh(mesh)
-    placed = {} if mesh is None else {"mesh": mesh}  # no mesh: the very program (and cache entry) as before
-    if mesh is not None:
-        runs, data = shard_runs((runs, data), mesh)
-    padded = jax.tree.leaves(runs)[0].shape[0] != count
+    runs, data, layout, options = arrange_sweep(runs, data, config, run_lengths, strategy, sweep_mesh(mesh))
+    moved = layout is not None and layout.order != tuple(range(count))
+    positions = layout.positions(count) if moved else None
     done = start
     while done < epochs:
         num = min(chunk - done % chunk, epochs - done)  # back onto the chunk grid after an odd start
-        runs, metrics = train_sweep_chunk(runs, data, config, num, strategy, **placed)
+        runs, metrics = train_sweep_chunk(runs, data, config, num, strategy, **options)
         metrics = parallel.fetch(metrics)  # the one host sync per chunk (all runs, on every process)
         done += num
-        real = jax.tree.map(lambda x: x[:count], runs) if padded else runs
-        yield done, real, {name: np.asarray(metrics[name])[:count] for name in METRICS}
+        if not moved:
+            yield done, runs, {name: np.asarray(metrics[name]) for name in METRICS}
+            continue
+        real = jax.tree.map(lambda x: x[positions], runs)
+        yield done, real, {name: np.asarray(metrics[name])[positions] for name in METRICS}
 
 
 def sweep(config: PalindromeConfig, lengths: Sequence[int], seeds: Sequence[int], epochs: int, *,
@@ -330,12 +429,11 @@ def sweep(config: PalindromeConfig, lengths: Sequence[int], seeds: Sequence[int]
     """
     if max(lengths) > config.max_length:
         raise ValueError(f"length {max(lengths)} exceeds config.max_length={config.max_length}")
-    pair_lengths = jnp.asarray([t for t in lengths for _ in seeds], jnp.int32)
-    pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
-    runs, data = init_sweep(pair_seeds, pair_lengths, config)
+    runs, data = init_sweep(*pair_arrays(lengths, seeds), config)
     history: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
     for done, trained, metrics in sweep_chunks(runs, data, config, epochs, chunk_epochs=chunk_epochs,
-                                               strategy=strategy, mesh=mesh):
+                                               strategy=strategy, mesh=mesh,
+                                               run_lengths=[t for t in lengths for _ in seeds]):
         runs = trained
         for name in METRICS:
             history[name].append(np.asarray(metrics[name]))
