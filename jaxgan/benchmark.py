@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
+from jaxgan import parallel
 from jaxgan.models.gan import DISC_FEATURES, GEN_FEATURES, IMAGE_SIZE
 from jaxgan.train import gan, palindrome
 
@@ -100,37 +102,44 @@ class BenchmarkConfig:
 
 
 def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], repeats: int,
-                      strategy: str = "vmap", num_examples: int = 2048) -> dict:
-    """Times one epoch of the sweep program over (lengths x seeds) for ``model``."""
+                      strategy: str = "vmap", num_examples: int = 2048, mesh: Mesh | None = None) -> dict:
+    """Times one epoch of the sweep program over (lengths x seeds) for ``model``, laid out as the
+    CLI lays it out (``palindrome.arrange_sweep``: ``map`` groups runs by length), on ``mesh``."""
     config = palindrome.PalindromeConfig(model=model, max_length=max(lengths), num_examples=num_examples)
-    pair_lengths = jnp.asarray([t for t in lengths for _ in seeds], jnp.int32)
-    pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
-    runs, data = palindrome.init_sweep(pair_seeds, pair_lengths, config)
+    run_lengths = [t for t in lengths for _ in seeds]
+    runs, data = palindrome.init_sweep(*palindrome.pair_arrays(lengths, seeds), config)
+    runs, data, layout, options = palindrome.arrange_sweep(runs, data, config, run_lengths, strategy, mesh)
     state = {"runs": runs}
 
     def one_epoch():
-        state["runs"], metrics = palindrome.train_sweep_chunk(state["runs"], data, config, 1, strategy)
+        state["runs"], metrics = palindrome.train_sweep_chunk(state["runs"], data, config, 1, strategy,
+                                                              **options)
         return metrics
 
     compile_s, epoch_s = timed(one_epoch, repeats)
-    sequences = config.num_train * len(lengths) * len(seeds)
-    useful = config.num_train * len(seeds) * sum(
-        palindrome_flops_per_sequence(model, t) for t in lengths)
-    executed = config.batches_per_epoch * config.batch_size * len(lengths) * len(seeds) * \
-        palindrome_flops_per_sequence(model, max(lengths))
+    devices = 1 if mesh is None else mesh.size
+    # Every device scans every slot; without a layout each run is a slot of the full length.
+    slots = layout.slot_lengths if layout is not None else (config.max_length,) * len(run_lengths)
+    sequences = config.num_train * len(run_lengths)
+    useful = config.num_train * sum(palindrome_flops_per_sequence(model, t) for t in run_lengths)
+    executed = config.batches_per_epoch * config.batch_size * devices * sum(
+        palindrome_flops_per_sequence(model, t) for t in slots)
     return {"model": model, "strategy": strategy, "lengths": list(lengths), "seeds": len(seeds),
-            "epoch_s": epoch_s,
+            "devices": devices, "epoch_s": epoch_s,
             "first_call_s": compile_s, "sequences_per_s": sequences / epoch_s,
             "useful_flop_per_s": useful / epoch_s, "useful_share": useful / executed}
 
 
-def _gan_steps(images: int, repeats: int) -> dict:
-    """Times one scanned GAN epoch of ``images // 64`` steps on random uint8 images."""
+def _gan_steps(images: int, repeats: int, mesh: Mesh | None = None) -> dict:
+    """Times one scanned GAN epoch of ``images // 64`` steps on random uint8 images, on one
+    device or data parallel over ``mesh``."""
     config = gan.GANConfig()
     data = jax.random.randint(jax.random.PRNGKey(0), (images, 28, 28), 0, 256).astype(jnp.uint8)
-    epoch_fn = gan.epoch_function(config.batch_size, 10**9)  # no grids inside the timed loop
+    epoch_fn = gan.epoch_function(config.batch_size, 10**9, mesh)  # no grids inside the timed loop
     state = {"gan": gan.init_state(config)}
     noise = gan.grid_noise(state["gan"], config.latent_dim)
+    if parallel.is_parallel(mesh):
+        state["gan"], data, noise = parallel.put((state["gan"], data, noise), parallel.replicated(mesh))
 
     def one_epoch():
         state["gan"], metrics, _, _ = epoch_fn(state["gan"], data, noise)
@@ -139,7 +148,8 @@ def _gan_steps(images: int, repeats: int) -> dict:
     compile_s, epoch_s = timed(one_epoch, repeats)
     steps = images // config.batch_size
     flops = gan_flops_per_step(config.batch_size) * steps / epoch_s
-    return {"batch": config.batch_size, "steps_per_s": steps / epoch_s,
+    return {"batch": config.batch_size, "devices": 1 if mesh is None else mesh.size,
+            "steps_per_s": steps / epoch_s,
             "images_per_s": steps * config.batch_size / epoch_s, "useful_flop_per_s": flops,
             "first_call_s": compile_s}
 
@@ -196,6 +206,7 @@ def run(config: BenchmarkConfig, log: Callable[[str], None] = print) -> dict:
         row["utilization"] = row["useful_flop_per_s"] / peak
         result["palindrome_step"].append(row)
     result["sweep"] = []
+    mesh = palindrome.sweep_mesh()  # None on one device
     for model in ("lstm", "rnn"):
         for strategy in ("vmap", "map"):
             for k in config.sweep_sizes:
@@ -206,14 +217,23 @@ def run(config: BenchmarkConfig, log: Callable[[str], None] = print) -> dict:
             log(f"sweep {model} ({strategy}): lengths {config.mixed_lengths} x {config.mixed_seeds} seeds")
             row = _palindrome_epoch(model, config.mixed_lengths, list(range(config.mixed_seeds)),
                                     config.repeats, strategy)
-            row["mixed"] = True
-            result["sweep"].append(row)
+            result["sweep"].append(row | {"mixed": True})
+        if mesh is not None:  # what the CLI runs here: map, runs spread over every device
+            log(f"sweep {model} (map) over {mesh.size} devices: lengths {config.mixed_lengths} x "
+                f"{config.mixed_seeds} seeds")
+            row = _palindrome_epoch(model, config.mixed_lengths, list(range(config.mixed_seeds)),
+                                    config.repeats, "map", mesh=mesh)
+            result["sweep"].append(row | {"mixed": True})
     log(f"progress reporting: rnn sweep, {config.progress_epochs} epochs, chunks of 10 vs one chunk")
     result["progress"] = _progress_overhead("rnn", config.mixed_lengths, list(range(config.mixed_seeds)),
                                             config.progress_epochs, config.repeats)
-    log("GAN step, batch 64")
-    result["gan_step"] = _gan_steps(config.gan_images, config.repeats)
-    result["gan_step"]["utilization"] = result["gan_step"]["useful_flop_per_s"] / peak
+    log("GAN step, batch 64, one device")
+    result["gan_step"] = [_gan_steps(config.gan_images, config.repeats)]
+    if jax.device_count() > 1:
+        log(f"GAN step, batch 64, data parallel over {jax.device_count()} devices")
+        result["gan_step"].append(_gan_steps(config.gan_images, config.repeats, parallel.make_mesh()))
+    for row in result["gan_step"]:
+        row["utilization"] = row["useful_flop_per_s"] / peak
     result["peak_host_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -236,6 +256,8 @@ def table(result: dict) -> str:
     for row in result["sweep"]:
         runs = row["seeds"] * len(row["lengths"])
         label = f"sweep {row['model']} {row['strategy']}"
+        if row.get("devices", 1) > 1:
+            label += f" over {row['devices']} devices"
         name = (f"{label} T={'/'.join(map(str, row['lengths']))} x {row['seeds']} seeds"
                 if row.get("mixed") else f"{label} K={runs}")
         ratio = ("" if row.get("mixed")
@@ -243,18 +265,40 @@ def table(result: dict) -> str:
         lines.append(f"| {name} | {row['epoch_s']:.3f} s/epoch{ratio} | {row['sequences_per_s']:.0f} seq/s "
                      f"| {row['useful_flop_per_s'] / 1e9:.1f} | useful share {row['useful_share']:.0%} "
                      f"| {row['first_call_s']:.1f} s |")
-    g = result["gan_step"]
-    lines.append(f"| GAN step, batch {g['batch']} | {1 / g['steps_per_s'] * 1e3:.1f} ms/step "
-                 f"| {g['steps_per_s']:.1f} steps/s, {g['images_per_s']:.0f} img/s "
-                 f"| {g['useful_flop_per_s'] / 1e9:.1f} | {g['utilization']:.1%} "
-                 f"| {g['first_call_s']:.1f} s |")
+    for g in result["gan_step"]:
+        where = "one device" if g["devices"] == 1 else f"data parallel over {g['devices']} devices"
+        lines.append(f"| GAN step, batch {g['batch']}, {where} | {1 / g['steps_per_s'] * 1e3:.1f} ms/step "
+                     f"| {g['steps_per_s']:.1f} steps/s, {g['images_per_s']:.0f} img/s "
+                     f"| {g['useful_flop_per_s'] / 1e9:.1f} | {g['utilization']:.1%} "
+                     f"| {g['first_call_s']:.1f} s |")
     p = result["progress"]
     lines += ["", f"Progress reporting (a host sync and a tqdm update every {p['chunk_epochs']} epochs) "
               f"costs "
               f"{p['overhead']:+.1%} of training time ({p['model']} sweep, {p['epochs']} epochs: "
               f"{p['with_progress_s']:.2f} s against {p['one_chunk_s']:.2f} s in one chunk)."]
+    lines += _comparison_lines(result)
     lines += ["", f"Peak host memory: {result['peak_host_memory_mib']:.0f} MiB."]
     return "\n".join(lines) + "\n"
+
+
+def _comparison_lines(result: dict) -> list[str]:
+    """Part 1 as a whole process and the GAN's steps/s, against the PyTorch reference when it ran."""
+    torch = result.get("torch", {})
+    lines = []
+    ours = result.get("part1_process_s")
+    if ours is not None:
+        line = ("Part 1, one seed, as one process (`python -m experiments.palindrome --seeds 1`): "
+                f"{ours:.1f} s")
+        if "part1_one_seed_s" in torch:
+            line += (f"; PyTorch eager: {torch['part1_one_seed_s']:.1f} s, so jaxgan takes "
+                     f"{ours / torch['part1_one_seed_s']:.2f} x its time")
+        lines += ["", line + "."]
+    if "gan_steps_per_s" in torch:
+        best = max(row["steps_per_s"] for row in result["gan_step"])
+        lines += ["", f"GAN at batch 64: PyTorch eager {torch['gan_steps_per_s']:.1f} steps/s (torch "
+                      f"{torch.get('torch', '?')}, {torch.get('threads', '?')} threads, no EMA); jaxgan "
+                      f"{best:.1f} steps/s (with its EMA), {best / torch['gan_steps_per_s']:.2f} x as fast."]
+    return lines
 
 
 __all__ = ["BenchmarkConfig", "gan_flops_per_step", "matmul_peak", "palindrome_flops_per_sequence",
