@@ -1,9 +1,9 @@
 """Speed measured against the device's own limit: matmul peak, palindrome steps, sweeps, GAN step.
 
-Every figure is the median of ``repeats`` timed calls after a warm-up call (which also gives
-the compile time). FLOPs are counted from the models' own equations (a multiply-add is 2
-FLOPs, a backward pass twice its forward), not from what XLA executes, so padding and
-recomputation count as waste.
+Every figure is the median of ``repeats`` timed calls after a warm-up call; compile times are
+of ``lower(...).compile()`` alone, before any call. FLOPs are counted from the models' own
+equations (a multiply-add is 2 FLOPs, a backward pass twice its forward), not from what XLA
+executes, so padding and recomputation count as waste.
 """
 
 from __future__ import annotations
@@ -58,6 +58,29 @@ def matmul_peak(sizes: Sequence[int], repeats: int) -> float:
     return best
 
 
+def step_matmul_rate(batch: int, hidden: int, gates: int, steps: int, repeats: int) -> float:
+    """FLOP/s of the recurrent product alone, [batch, hidden] @ [hidden, gates * hidden], chained
+    ``steps`` times inside a ``lax.scan`` as in a time loop (median call).
+
+    The ceiling on what a palindrome step can reach: the step is made of products of this shape.
+    """
+    weights = jax.random.normal(jax.random.PRNGKey(0), (hidden, gates * hidden), jnp.float32) / hidden
+    start = jnp.ones((batch, hidden), jnp.float32)
+
+    @jax.jit
+    def chain(h, w):
+        """``steps`` products, each feeding the next (so none can be skipped or batched); every
+        output column is summed into a carry, so none can be left out either."""
+        def step(carry, _):
+            h, total = carry
+            product = h @ w
+            return (product[:, :hidden], total + product), None
+        return jax.lax.scan(step, (h, jnp.zeros((batch, gates * hidden))), None, length=steps)[0]
+
+    _, seconds = timed(lambda: chain(start, weights), repeats)
+    return 2 * batch * hidden * gates * hidden * steps / seconds
+
+
 def palindrome_flops_per_sequence(model: str, length: int, hidden: int = 128, inputs: int = 1,
                                   classes: int = 10) -> float:
     """Train FLOPs of one sequence: forward of the equations x 3 (forward + backward)."""
@@ -93,6 +116,7 @@ class BenchmarkConfig:
     mixed_seeds: int = 3
     gan_images: int = 640  # 10 steps of 64 per timed call
     progress_epochs: int = 20
+    step_matmul_batches: int = 13  # an epoch's batches: 13 x 20 chained products
 
     @classmethod
     def quick(cls) -> BenchmarkConfig:
@@ -110,13 +134,15 @@ def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], 
     runs, data = palindrome.init_sweep(*palindrome.pair_arrays(lengths, seeds), config)
     runs, data, layout, options = palindrome.arrange_sweep(runs, data, config, run_lengths, strategy, mesh)
     state = {"runs": runs}
+    tick = time.perf_counter()
+    program = palindrome.train_sweep_chunk.lower(runs, data, config, 1, strategy, **options).compile()
+    compile_s = time.perf_counter() - tick
 
     def one_epoch():
-        state["runs"], metrics = palindrome.train_sweep_chunk(state["runs"], data, config, 1, strategy,
-                                                              **options)
+        state["runs"], metrics = program(state["runs"], data)
         return metrics
 
-    compile_s, epoch_s = timed(one_epoch, repeats)
+    _, epoch_s = timed(one_epoch, repeats)
     devices = 1 if mesh is None else mesh.size
     # Every device scans every slot; without a layout each run is a slot of the full length.
     slots = layout.slot_lengths if layout is not None else (config.max_length,) * len(run_lengths)
@@ -126,7 +152,7 @@ def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], 
         palindrome_flops_per_sequence(model, t) for t in slots)
     return {"model": model, "strategy": strategy, "lengths": list(lengths), "seeds": len(seeds),
             "devices": devices, "epoch_s": epoch_s,
-            "first_call_s": compile_s, "sequences_per_s": sequences / epoch_s,
+            "compile_s": compile_s, "sequences_per_s": sequences / epoch_s,
             "useful_flop_per_s": useful / epoch_s, "useful_share": useful / executed}
 
 
@@ -141,17 +167,21 @@ def _gan_steps(images: int, repeats: int, mesh: Mesh | None = None) -> dict:
     if parallel.is_parallel(mesh):
         state["gan"], data, noise = parallel.put((state["gan"], data, noise), parallel.replicated(mesh))
 
+    tick = time.perf_counter()
+    program = epoch_fn.lower(state["gan"], data, noise).compile()
+    compile_s = time.perf_counter() - tick
+
     def one_epoch():
-        state["gan"], metrics, _, _ = epoch_fn(state["gan"], data, noise)
+        state["gan"], metrics, _, _ = program(state["gan"], data, noise)
         return metrics
 
-    compile_s, epoch_s = timed(one_epoch, repeats)
+    _, epoch_s = timed(one_epoch, repeats)
     steps = images // config.batch_size
     flops = gan_flops_per_step(config.batch_size) * steps / epoch_s
     return {"batch": config.batch_size, "devices": 1 if mesh is None else mesh.size,
             "steps_per_s": steps / epoch_s,
             "images_per_s": steps * config.batch_size / epoch_s, "useful_flop_per_s": flops,
-            "first_call_s": compile_s}
+            "compile_s": compile_s}
 
 
 def _progress_overhead(model: str, lengths: Sequence[int], seeds: Sequence[int], epochs: int,
@@ -199,6 +229,10 @@ def run(config: BenchmarkConfig, log: Callable[[str], None] = print) -> dict:
     log(f"matmul peak ({', '.join(f'{n}^2' for n in config.matmul_sizes)}, float32)")
     peak = matmul_peak(config.matmul_sizes, config.repeats)
     result["matmul_peak_flop_per_s"] = peak
+    log("the recurrent products alone, at the study's shapes (batch 128, hidden 128)")
+    result["step_matmul_flop_per_s"] = {
+        model: step_matmul_rate(128, 128, gates, 20 * config.step_matmul_batches, config.repeats)
+        for model, gates in (("lstm", 4), ("rnn", 1))}
     result["palindrome_step"] = []
     for model in ("lstm", "rnn"):
         log(f"palindrome {model}, T={config.palindrome_length}, one run")
@@ -242,15 +276,19 @@ def table(result: dict) -> str:
     """The benchmark as a markdown table (medians; utilisation against the measured peak)."""
     peak = result["matmul_peak_flop_per_s"]
     m = result["machine"]
-    lines = [f"Machine: {m['device_kind']} ({m['backend']}, {m['cpu_count']} CPUs), JAX {m['jax']}, "
-             f"Python {m['python']}; matmul peak {peak / 1e9:.1f} GFLOP/s (float32).", "",
-             "| program | per call | throughput | useful GFLOP/s | utilization | first call (compile) |",
+    rates = result.get("step_matmul_flop_per_s", {})
+    shapes = "; ".join(f"{model}'s recurrent product alone (in a scan) {rate / 1e9:.1f} GFLOP/s "
+                       f"({rate / peak:.0%} of peak)" for model, rate in rates.items())
+    lines = [f"Machine: {m['device_kind']} ({m['backend']}, {m['cpu_count']} CPUs, "
+             f"{m['device_count']} JAX devices), JAX {m['jax']}, Python {m['python']}; matmul peak "
+             f"{peak / 1e9:.1f} GFLOP/s (float32)" + (f"; {shapes}." if shapes else "."), "",
+             "| program | per call | throughput | useful GFLOP/s | utilization | compile |",
              "|---|---|---|---|---|---|"]
     for row in result["palindrome_step"]:
         lines.append(f"| palindrome {row['model']} T={row['lengths'][0]}, 1 run "
                      f"| {row['epoch_s']:.3f} s/epoch "
                      f"| {row['sequences_per_s']:.0f} seq/s | {row['useful_flop_per_s'] / 1e9:.1f} "
-                     f"| {row['utilization']:.1%} | {row['first_call_s']:.1f} s |")
+                     f"| {row['utilization']:.1%} | {row['compile_s']:.1f} s |")
     # K single runs = K x the one-run row of the same model (the program without the run axis).
     base = {r["model"]: r["epoch_s"] for r in result["palindrome_step"]}
     for row in result["sweep"]:
@@ -264,13 +302,13 @@ def table(result: dict) -> str:
                  else f" ({row['epoch_s'] / (runs * base[row['model']]):.2f} x K single)")
         lines.append(f"| {name} | {row['epoch_s']:.3f} s/epoch{ratio} | {row['sequences_per_s']:.0f} seq/s "
                      f"| {row['useful_flop_per_s'] / 1e9:.1f} | useful share {row['useful_share']:.0%} "
-                     f"| {row['first_call_s']:.1f} s |")
+                     f"| {row['compile_s']:.1f} s |")
     for g in result["gan_step"]:
         where = "one device" if g["devices"] == 1 else f"data parallel over {g['devices']} devices"
         lines.append(f"| GAN step, batch {g['batch']}, {where} | {1 / g['steps_per_s'] * 1e3:.1f} ms/step "
                      f"| {g['steps_per_s']:.1f} steps/s, {g['images_per_s']:.0f} img/s "
                      f"| {g['useful_flop_per_s'] / 1e9:.1f} | {g['utilization']:.1%} "
-                     f"| {g['first_call_s']:.1f} s |")
+                     f"| {g['compile_s']:.1f} s |")
     p = result["progress"]
     lines += ["", f"Progress reporting (a host sync and a tqdm update every {p['chunk_epochs']} epochs) "
               f"costs "
