@@ -48,9 +48,10 @@ def parse_args(argv):
     p.add_argument("--unroll", type=_cli.positive_int, default=1,
                    help="time steps unrolled per scan iteration; a speed knob only (default: 1)")
     p.add_argument("--sweep-strategy", default="auto", choices=STRATEGIES,
-                   help="how one program runs all (length, seed) pairs: vmap batches them (best on "
-                        "GPU/TPU), map runs them in turn (faster on CPU); auto picks by backend "
-                        "(default: auto); results are the same")
+                   help="how one program runs all (length, seed) pairs: vmap batches them at the "
+                        "longest length (best on GPU/TPU), map runs them in turn, grouped by length "
+                        "so each scans only its own steps (faster on CPU); auto picks by backend "
+                        "(default: auto); results are the same to float rounding")
     p.add_argument("--chunk-epochs", type=_cli.positive_int, default=10,
                    help="epochs run on the device between progress updates (default: 10)")
     p.add_argument("--workdir", default="runs/palindrome",
