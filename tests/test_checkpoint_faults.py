@@ -194,10 +194,16 @@ def test_the_gan_and_the_palindrome_study_share_the_deferred_signals():
 
 
 def test_sigint_and_sigterm_are_deferred_once_then_handled_as_before():
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with signals.deferred_signals() as received:
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert received == [signal.SIGTERM]  # noted, not fatal: the epoch loop stops at its end
-        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C interrupts at once
-            os.kill(os.getpid(), signal.SIGINT)
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    # Python's own Ctrl-C handler, whatever this process inherited (a shell's background job
+    # starts with SIGINT ignored, and "as before" would then be: ignored).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        with signals.deferred_signals() as received:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert received == [signal.SIGTERM]  # noted, not fatal: the epoch loop stops at its end
+            with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C interrupts at once
+                os.kill(os.getpid(), signal.SIGINT)
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    finally:
+        signal.signal(signal.SIGINT, inherited)
