@@ -130,7 +130,7 @@ def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], 
     """Times one epoch of the sweep program over (lengths x seeds) for ``model``, laid out as the
     CLI lays it out (``palindrome.arrange_sweep``: ``map`` groups runs by length), on ``mesh``."""
     config = palindrome.PalindromeConfig(model=model, max_length=max(lengths), num_examples=num_examples)
-    run_lengths = [t for t in lengths for _ in seeds]
+    run_lengths = palindrome.run_lengths(lengths, seeds)
     runs, data = palindrome.init_sweep(*palindrome.pair_arrays(lengths, seeds), config)
     runs, data, layout, options = palindrome.arrange_sweep(runs, data, config, run_lengths, strategy, mesh)
     state = {"runs": runs}
@@ -144,8 +144,7 @@ def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], 
 
     _, epoch_s = timed(one_epoch, repeats)
     devices = 1 if mesh is None else mesh.size
-    # Every device scans every slot; without a layout each run is a slot of the full length.
-    slots = layout.slot_lengths if layout is not None else (config.max_length,) * len(run_lengths)
+    slots = layout.slot_lengths  # every device scans every slot
     sequences = config.num_train * len(run_lengths)
     useful = config.num_train * sum(palindrome_flops_per_sequence(model, t) for t in run_lengths)
     executed = config.batches_per_epoch * config.batch_size * devices * sum(

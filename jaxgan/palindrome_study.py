@@ -26,7 +26,14 @@ from jaxgan import checkpoint, parallel, signals
 from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH, split_sizes
 from jaxgan.errors import UserError
 from jaxgan.models.recurrent import CELLS
-from jaxgan.train.palindrome import METRICS, PalindromeConfig, init_sweep, pair_arrays, sweep_chunks
+from jaxgan.train.palindrome import (
+    METRICS,
+    PalindromeConfig,
+    init_sweep,
+    pair_arrays,
+    run_lengths,
+    sweep_chunks,
+)
 
 CHECKPOINT_KIND = "palindrome-sweep"
 CONVERGED = 0.99  # validation accuracy that counts as "learned"
@@ -200,7 +207,7 @@ def _train_sweep(config: PalindromeConfig, lengths: list[int], seeds: list[int],
             runs = runs if restored is None else restored
         for done, trained, metrics in sweep_chunks(runs, data, config, epochs, start=start,
                                                    chunk_epochs=chunk_epochs, strategy=strategy,
-                                                   run_lengths=[t for t in lengths for _ in seeds]):
+                                                   run_lengths=run_lengths(lengths, seeds)):
             first = done - len(metrics["train_loss"][0])
             bad = _first_non_finite(metrics)
             if bad is not None:  # this chunk is not saved: the newest checkpoint stays the last good one

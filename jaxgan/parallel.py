@@ -92,11 +92,6 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
-def padded_size(count: int, mesh: Mesh) -> int:
-    """``count`` rounded up to a multiple of the mesh's device count."""
-    return -(-count // mesh.size) * mesh.size
-
-
 def restore_target(abstract: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
     """``abstract`` (shapes and dtypes, e.g. from ``jax.eval_shape``) with a sharding on every leaf.
 

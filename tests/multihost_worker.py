@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
         return
     # Which runs this process's devices hold when the sweep places them (the init is compiled already).
     seeds = np.asarray([s for _ in LENGTHS for s in SEEDS], np.int32)
-    lengths = np.asarray([t for t in LENGTHS for _ in SEEDS], np.int32)
+    lengths = np.asarray(pal.run_lengths(LENGTHS, SEEDS), np.int32)
     placed, *_ = pal.arrange_sweep(*pal.init_sweep(seeds, lengths, config), config, lengths.tolist(),
                                    "auto", pal.sweep_mesh())
     key = placed.key  # [runs, 2]

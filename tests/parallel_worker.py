@@ -52,7 +52,7 @@ def check_sweep() -> dict:
     # The programs the sweep just compiled, called directly, to see where the runs live.
     count = len(LENGTHS) * len(SEEDS)
     seeds = np.asarray([s for _ in LENGTHS for s in SEEDS], np.int32)
-    lengths = np.asarray([t for t in LENGTHS for _ in SEEDS], np.int32)
+    lengths = np.asarray(pal.run_lengths(LENGTHS, SEEDS), np.int32)
     strategy = pal.resolve_strategy("auto")
     fresh = pal.init_sweep(seeds, lengths, SWEEP_CONFIG)
     runs, data, layout, options = pal.arrange_sweep(*fresh, SWEEP_CONFIG, lengths.tolist(), strategy, mesh)

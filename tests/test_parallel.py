@@ -95,4 +95,3 @@ def test_one_device_mesh_is_the_plain_path():
 
     assert not parallel.is_parallel(parallel.make_mesh(jax.devices()[:1]))
     assert not parallel.is_parallel(None)
-    assert parallel.padded_size(6, parallel.make_mesh(jax.devices()[:1])) == 6

@@ -495,9 +495,9 @@ def default_mesh() -> Mesh:
 
 
 def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, first_step: int, epoch: int,
-                 metrics_path: str, samples_dir: str) -> tuple[int, str, float] | None:
-    """Appends the epoch's step records and saves its grids, up to the first non-finite step
-    (process 0 only: ``parallel.is_writer``).
+                 metrics_path: str, samples_dir: str, write: bool) -> tuple[int, str, float] | None:
+    """Appends the epoch's step records and saves its grids (if ``write``), up to the first
+    non-finite step.
 
     Returns that step's (index, metric, value), or None when the whole epoch was finite.
     """
@@ -505,7 +505,7 @@ def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, fi
 
     bad = _first_non_finite(metrics)
     good = len(metrics["d_loss"]) if bad is None else bad[0]
-    if not parallel.is_writer():
+    if not write:
         return bad
     jsonl.append(metrics_path, _records({k: v[:good] for k, v in metrics.items()}, first_step, epoch))
     for grid, step in zip(grids, grid_steps, strict=True):
@@ -618,7 +618,7 @@ def train(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir
             train_s += seconds
             first_step = epoch * steps_per_epoch + 1
             bad = _write_epoch(metrics, grids, grid_steps, first_step=first_step, epoch=epoch + 1,
-                               metrics_path=metrics_path, samples_dir=samples_dir)
+                               metrics_path=metrics_path, samples_dir=samples_dir, write=writer)
             if bad is not None:  # the state is not saved; the newest checkpoint stays the last good one
                 index, name, value = bad
                 newest = checkpoint.latest_step(manager)

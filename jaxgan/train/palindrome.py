@@ -343,26 +343,30 @@ def chunk_size(epochs: int, target: int) -> int:
     return max(d for d in range(1, min(epochs, target) + 1) if epochs % d == 0)
 
 
+def run_lengths(lengths: Sequence[int], seeds: Sequence[int]) -> list[int]:
+    """Each run's input length on the host, length-major: run r has ``lengths[r // len(seeds)]``."""
+    return [int(t) for t in lengths for _ in seeds]
+
+
 def pair_arrays(lengths: Sequence[int], seeds: Sequence[int]) -> tuple[jax.Array, jax.Array]:
     """(seeds [R], lengths [R]) of every (length, seed) pair, length-major: run r has
     ``lengths[r // len(seeds)]`` and ``seeds[r % len(seeds)]``."""
     pair_seeds = jnp.asarray([s for _ in lengths for s in seeds], jnp.int32)
-    pair_lengths = jnp.asarray([t for t in lengths for _ in seeds], jnp.int32)
-    return pair_seeds, pair_lengths
+    return pair_seeds, jnp.asarray(run_lengths(lengths, seeds), jnp.int32)
 
 
-def arrange_sweep(runs: RunState, data: RunData, config: PalindromeConfig, run_lengths: Sequence[int] | None,
-                  strategy: str, mesh: Mesh | None) -> tuple[RunState, RunData, RunLayout | None, dict]:
+def arrange_sweep(runs: RunState, data: RunData, config: PalindromeConfig, lengths: Sequence[int] | None,
+                  strategy: str, mesh: Mesh | None) -> tuple[RunState, RunData, RunLayout, dict]:
     """Stacked runs and data laid out for ``train_sweep_chunk``: (runs, data, layout, program options).
 
-    ``run_lengths`` are the runs' input lengths (None: all ``config.max_length``). The ``map``
+    ``lengths`` are the runs' input lengths (None: all ``config.max_length``). The ``map``
     strategy trains runs in turn, so nothing is gained by padding them to one length: runs are
     grouped by length and each group scans its own steps. ``vmap`` batches every run of a
-    device into one scan at the longest length. ``layout`` is None when runs stay where they
-    are (one device, nothing to group): the plain program, as without this function.
+    device into one scan at the longest length. On one device with nothing to group, runs stay
+    where they are and the options are empty: the plain program, as without this function.
     """
     count = jax.tree.leaves(runs)[0].shape[0]
-    lengths = [config.max_length] * count if run_lengths is None else [int(t) for t in run_lengths]
+    lengths = [config.max_length] * count if lengths is None else [int(t) for t in lengths]
     if len(lengths) != count:
         raise ValueError(f"{len(lengths)} run lengths for {count} runs")
     layout = run_layout(lengths, 1 if mesh is None else mesh.size, config.max_length,
@@ -370,9 +374,8 @@ def arrange_sweep(runs: RunState, data: RunData, config: PalindromeConfig, run_l
     options = {} if mesh is None else {"mesh": mesh}
     if any(steps != config.max_length for steps in layout.slot_lengths):
         options["slot_lengths"] = layout.slot_lengths
-    if mesh is None and layout.order == tuple(range(count)):
-        return runs, data, (layout if options else None), options
-    runs, data = arrange_runs((runs, data), layout, mesh)
+    if mesh is not None or layout.order != tuple(range(count)):
+        runs, data = arrange_runs((runs, data), layout, mesh)
     return runs, data, layout, options
 
 
@@ -400,7 +403,7 @@ def sweep_chunks(runs: RunState, data: RunData, config: PalindromeConfig, epochs
         return
     count = jax.tree.leaves(runs)[0].shape[0]
     runs, data, layout, options = arrange_sweep(runs, data, config, run_lengths, strategy, sweep_mesh(mesh))
-    moved = layout is not None and layout.order != tuple(range(count))
+    moved = layout.order != tuple(range(count))
     positions = layout.positions(count) if moved else None
     done = start
     while done < epochs:
@@ -433,7 +436,7 @@ def sweep(config: PalindromeConfig, lengths: Sequence[int], seeds: Sequence[int]
     history: dict[str, list[np.ndarray]] = {name: [] for name in METRICS}
     for done, trained, metrics in sweep_chunks(runs, data, config, epochs, chunk_epochs=chunk_epochs,
                                                strategy=strategy, mesh=mesh,
-                                               run_lengths=[t for t in lengths for _ in seeds]):
+                                               run_lengths=run_lengths(lengths, seeds)):
         runs = trained
         for name in METRICS:
             history[name].append(np.asarray(metrics[name]))
