@@ -30,6 +30,24 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def lengths(text: str) -> list[int]:
+    """argparse type: one integer, or an inclusive range START:STOP[:STEP] (``5:60:5`` is 5, 10, ..., 60)."""
+    parts = text.split(":")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if len(numbers) == 1:
+        return numbers
+    if len(numbers) > 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a length or a range START:STOP[:STEP]")
+    start, stop, step = (*numbers, 1) if len(numbers) == 2 else numbers
+    if step < 1 or stop < start:
+        raise argparse.ArgumentTypeError(f"the range {text!r} is empty: it needs START <= STOP and a "
+                                         f"STEP of at least 1")
+    return list(range(start, stop + 1, step))
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0."""
     try:

@@ -1,4 +1,4 @@
-"""Part 1: LSTM vs vanilla RNN on palindromes, every length and seed in one vmapped sweep.
+"""Part 1: LSTM vs vanilla RNN on palindromes, every length and seed of a model in one jitted program.
 
     python -m experiments.palindrome                       # the study's defaults
     python -m experiments.palindrome --encoding both --lengths 5 20 --seeds 2 --epochs 50
@@ -18,7 +18,7 @@ import warnings
 
 from experiments import _cli
 from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH
-from jaxgan.models.recurrent import CELLS
+from jaxgan.models.recurrent import CELLS, INITS
 from jaxgan.train.palindrome import STRATEGIES, PalindromeConfig
 
 
@@ -28,15 +28,24 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["rnn", "lstm"], choices=sorted(CELLS),
                    help="models to train (default: rnn lstm)")
-    p.add_argument("--lengths", nargs="+", type=int, default=[5, 10, 15, 20], metavar="T",
+    p.add_argument("--lengths", nargs="+", type=_cli.lengths, default=[[5, 10, 15, 20]], metavar="T",
                    help=f"input lengths T, digits read before predicting the last one "
-                        f"(1..{MAX_INPUT_LENGTH}; default: 5 10 15 20)")
+                        f"(1..{MAX_INPUT_LENGTH}); a range START:STOP:STEP includes STOP, so 5:60:5 is "
+                        f"5 10 ... 60 (default: 5 10 15 20)")
     p.add_argument("--seeds", type=int, default=3,
                    help="number of seeds per length; seeds are 0..N-1 (default: 3)")
     p.add_argument("--epochs", type=int, default=100, help="training epochs (default: 100)")
     p.add_argument("--encoding", default="scalar", choices=[*ENCODINGS, "both"],
                    help="how a digit enters the network: scalar = one float (input size 1, the "
                         "course template's), onehot = 10 inputs, both = run each (default: scalar)")
+    p.add_argument("--init", default="study", choices=INITS,
+                   help="initialisation: study = every weight and both biases of each gate (x-side and "
+                        "h-side) from U(±1/sqrt(fan_in)), as the study's nn.Linear layers; flax = "
+                        "LeCun-normal "
+                        "input, orthogonal recurrent weights and one zero bias per gate (default: study)")
+    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
+                   help="reshuffle the training batches every epoch from the run's key; --no-shuffle "
+                        "keeps one fixed order, as the study's loader did (default: --no-shuffle)")
     p.add_argument("--hidden", type=_cli.positive_int, default=128, help="hidden units (default: 128)")
     p.add_argument("--num-examples", type=_cli.positive_int, default=2048,
                    help="palindromes per run, split 80/20 into train/validation (default: 2048)")
@@ -84,10 +93,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     _cli.initialize_distributed(args)  # before anything else touches JAX's devices
     encodings = list(ENCODINGS) if args.encoding == "both" else [args.encoding]
-    base = PalindromeConfig(hidden=args.hidden, num_examples=args.num_examples,
+    lengths = [t for group in args.lengths for t in group]
+    base = PalindromeConfig(init=args.init, shuffle=args.shuffle, hidden=args.hidden,
+                            num_examples=args.num_examples,
                             batch_size=args.batch_size, learning_rate=args.lr,
                             clip_norm=args.clip_norm, unroll=args.unroll)
-    study.validate(args.models, encodings, args.lengths, args.seeds, args.epochs, base)
+    study.validate(args.models, encodings, lengths, args.seeds, args.epochs, base)
     study.check_checkpoint_root(args.checkpoint_dir)  # before anything is created
     _cli.writable_dir(args.workdir)
     _cli.writable_dir(args.checkpoint_dir)
@@ -110,7 +121,7 @@ def main(argv=None) -> None:
 
     start = time.perf_counter()
     try:
-        results = study.run_study(base, args.models, encodings, args.lengths, list(range(args.seeds)),
+        results = study.run_study(base, args.models, encodings, lengths, list(range(args.seeds)),
                                   args.epochs, args.checkpoint_dir, chunk_epochs=args.chunk_epochs,
                                   strategy=args.sweep_strategy, progress=progress, log=tqdm.write,
                                   restart=args.restart, keep_checkpoints=args.keep_checkpoints)

@@ -12,6 +12,7 @@ import pytest
 from jaxgan.train.palindrome import (
     METRICS,
     PalindromeConfig,
+    epoch_batches,
     init_run,
     rmsprop_torch,
     run_key,
@@ -103,3 +104,21 @@ def test_runs_are_laid_out_by_length(devices, slots, order):
 def test_vmapped_runs_keep_their_order_and_the_full_length():
     layout = run_layout([5, 10, 15, 20, 5], 2, max_length=20, by_length=False)
     assert layout.order == (0, 1, 2, 3, 4, 4) and layout.slot_lengths == (20, 20, 20)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batch_order_is_fixed_without_shuffle_and_redrawn_with_it(shuffle):
+    """The study's loader (shuffle=False) takes the same batches in the same order every epoch;
+    with shuffle=True each epoch's key gives its own permutation."""
+    config = dataclasses.replace(TINY, shuffle=shuffle)  # 205 training examples, batches of 32
+    first, weights = epoch_batches(jax.random.PRNGKey(1), config)
+    second, _ = epoch_batches(jax.random.PRNGKey(2), config)
+    real = np.asarray(weights).ravel() > 0
+    assert real.sum() == config.num_train and first.shape == (config.batches_per_epoch, 32)
+    # Either way every training example appears exactly once per epoch.
+    np.testing.assert_array_equal(np.sort(np.asarray(first).ravel()[real]), np.arange(config.num_train))
+    if shuffle:
+        assert not np.array_equal(first, second)
+    else:
+        np.testing.assert_array_equal(np.asarray(first).ravel()[real], np.arange(config.num_train))
+        np.testing.assert_array_equal(first, second)

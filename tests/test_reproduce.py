@@ -50,8 +50,8 @@ def test_report_has_every_section_and_every_linked_file_exists(workdir):
 def test_report_tables_hold_both_models_all_scores_and_stage_times(workdir):
     """RNN and LSTM rows per length, four finite score rows (raw and EMA generators), one time per stage."""
     report = (workdir / "REPORT.md").read_text()
-    assert re.search(r"\| rnn \| scalar \| 0\.\d+ ± 0\.\d+ \| 0\.\d+ ± 0\.\d+ \|", report)
-    assert re.search(r"\| lstm \| scalar \| 0\.\d+ ± 0\.\d+ \| 0\.\d+ ± 0\.\d+ \|", report)
+    assert re.search(r"\| rnn \| scalar \| [01]\.\d+ \| [01]\.\d+ \|", report)  # one seed: no ±
+    assert re.search(r"\| lstm \| scalar \| [01]\.\d+ \| [01]\.\d+ \|", report)
     scores = json.loads((workdir / "scores.json").read_text())
     assert list(scores["rows"]) == ["real (classifier's training part) vs real held-out",
                                     "untrained generator", "trained generator (final, raw weights)",

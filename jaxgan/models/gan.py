@@ -16,29 +16,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models.layers import torch_dense
+
 IMAGE_SHAPE = (28, 28)
 IMAGE_SIZE = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 LEAK = 0.2  # LeakyReLU negative slope, everywhere in both networks
 GEN_FEATURES = (128, 256, 512, 1024)
 DISC_FEATURES = (512, 256)
-
-
-def _torch_bias_init(fan_in: int):
-    """PyTorch's nn.Linear bias init: uniform in +-1/sqrt(fan_in)."""
-    bound = 1.0 / fan_in**0.5
-
-    def init(key, shape, dtype=jnp.float32):
-        """Draws the biases."""
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
-def torch_dense(features: int, fan_in: int, name: str) -> nn.Dense:
-    """A Dense layer initialised like PyTorch's nn.Linear: weights and biases U(+-1/sqrt(fan_in))."""
-    # variance_scaling(1/3, fan_in, uniform) has limit sqrt(3 * (1/3) / fan_in) = 1/sqrt(fan_in).
-    return nn.Dense(features, kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
-                    bias_init=_torch_bias_init(fan_in), name=name)
 
 
 class BatchNorm1d(nn.Module):

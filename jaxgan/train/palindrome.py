@@ -41,6 +41,10 @@ class PalindromeConfig:
     clip_norm: float = 10.0
     max_length: int = 20
     unroll: int = 1
+    # The study's initialisation and its unshuffled loader (each epoch's batches in one fixed
+    # order); see jaxgan.models.recurrent for "flax", and the README for what each one changes.
+    init: str = "study"
+    shuffle: bool = False
 
     @property
     def num_train(self) -> int:
@@ -82,7 +86,8 @@ class RunData(struct.PyTreeNode):
 
 def make_model(config: PalindromeConfig) -> SequenceClassifier:
     """The sequence classifier that ``config`` describes."""
-    return SequenceClassifier(cell=config.model, hidden=config.hidden, unroll=config.unroll)
+    return SequenceClassifier(cell=config.model, hidden=config.hidden, unroll=config.unroll,
+                              initialization=config.init)
 
 
 def rmsprop_torch(learning_rate: float, decay: float = 0.99,
@@ -149,17 +154,26 @@ def evaluate(params, data: RunData, config: PalindromeConfig) -> tuple[jax.Array
 
 
 def epoch_batches(shuffle_key: jax.Array, config: PalindromeConfig) -> tuple[jax.Array, jax.Array]:
-    """Shuffled batch indices [batches, B] and weights [batches, B]; the tail pads with weight 0."""
+    """Batch indices [batches, B] and weights [batches, B]; the tail pads with weight 0.
+
+    With ``config.shuffle`` the order is a permutation drawn from ``shuffle_key``; without it
+    (the study's loader, ``shuffle=False``) every epoch takes the training examples in their
+    stored order, so each epoch sees the same batches in the same order.
+    """
     num_train, size = config.num_train, config.batch_size
     padded = config.batches_per_epoch * size
-    order = jax.random.permutation(shuffle_key, num_train)
+    if config.shuffle:
+        order = jax.random.permutation(shuffle_key, num_train)
+    else:
+        order = jnp.arange(num_train)
     indices = jnp.concatenate([order, jnp.zeros(padded - num_train, order.dtype)])
     weights = (jnp.arange(padded) < num_train).astype(jnp.float32)
     return indices.reshape(-1, size), weights.reshape(-1, size)
 
 
 def train_epoch(run: RunState, data: RunData, config: PalindromeConfig) -> tuple[RunState, dict]:
-    """One shuffled pass over the training set, then validation; metrics are scalars."""
+    """One pass over the training set (shuffled or not, see ``epoch_batches``), then validation;
+    metrics are scalars."""
     shuffle_key = jax.random.fold_in(run.key, run.epoch)
     indices, weights = epoch_batches(shuffle_key, config)
 
