@@ -1,24 +1,65 @@
-"""What every experiment script shares: flag types, the device line, and one-sentence errors."""
+"""What every experiment script shares: flags made from config fields, the device line, one-sentence exits.
+
+A script builds its parser with ``parser(...)``, adds its config's flags with
+``add_config_flags(parser, Config)`` (name, type, help and default come from the config's fields,
+so each default is written once, in ``jaxgan.configs``), turns the parsed flags into a config
+with ``config_from_args`` and calls one library function. ``run(main)`` turns the project's
+errors into one line and an exit status: bad input 2, SIGINT 130, SIGTERM 143.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import typing
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
+from jaxgan.configs.base import flag_of, spec_of
 from jaxgan.errors import UserError
+from jaxgan.runtime.signals import Interrupted
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are the project's one sentence (a UserError naming the help command)."""
+
+    def error(self, message: str):
+        """Raises UserError instead of printing the usage and exiting."""
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def parser(prog: str, doc: str) -> Parser:
+    """The parser of ``python -m experiments.PROG``, its help the script's docstring."""
+    return Parser(prog=f"python -m experiments.{prog}", description=doc,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def integer(text: str) -> int:
+    """argparse type: an integer (its range is the config's to check)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
+def number(text: str) -> float:
+    """argparse type: a number (its range is the config's to check)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
 def int_at_least(minimum: int):
-    """argparse type factory: an integer >= ``minimum``."""
+    """argparse type factory for a flag that is no config field: an integer >= ``minimum``."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        value = integer(text)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
         return value
@@ -33,10 +74,7 @@ non_negative_int = int_at_least(0)
 def lengths(text: str) -> list[int]:
     """argparse type: one integer, or an inclusive range START:STOP[:STEP] (``5:60:5`` is 5, 10, ..., 60)."""
     parts = text.split(":")
-    try:
-        numbers = [int(part) for part in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    numbers = [integer(part) for part in parts]
     if len(numbers) == 1:
         return numbers
     if len(numbers) > 3:
@@ -48,32 +86,66 @@ def lengths(text: str) -> list[int]:
     return list(range(start, stop + 1, step))
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return value
+_TYPES = {"lengths": lengths}
 
 
-def float_between(low: float, high: float, *, low_inclusive: bool = False):
-    """argparse type factory: a number in (low, high), or [low, high) with ``low_inclusive``."""
+def _shown(value: Any, field: dataclasses.Field) -> str:
+    """A field default as the help shows it."""
+    if isinstance(value, bool):
+        return flag_of(field) if value else "--no-" + flag_of(field)[2:]
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return f"{value}"
 
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        above_low = value >= low if low_inclusive else value > low
-        if not (above_low and value < high):
-            bracket = "[" if low_inclusive else "("
-            raise argparse.ArgumentTypeError(f"{value} is not in {bracket}{low}, {high})")
-        return value
 
-    return parse
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, exclude: Sequence[str] = (),
+                     group: str | None = None) -> None:
+    """One flag per field of the config class ``cls`` that has one (see ``jaxgan.configs.base.setting``).
+
+    Every flag defaults to None, meaning "the config's own default", which the help shows; the
+    config checks the values (``validate``), so a bad value reads the same from every script.
+    """
+    target = parser if group is None else parser.add_argument_group(group)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        flag, spec = flag_of(field), spec_of(field)
+        if flag is None or field.name in exclude:
+            continue
+        kwargs: dict[str, Any] = {"dest": field.name, "default": None,
+                                  "help": f"{spec.help} (default: {_shown(field.default, field)})"}
+        hint = hints[field.name]
+        element = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = {int: integer, float: number}.get(element, str)
+            if typing.get_origin(hint) is tuple:
+                kwargs["nargs"] = "+"
+            if spec.choices is not None:
+                kwargs["choices"] = list(spec.choices)
+            if "choices" not in kwargs:
+                kwargs["metavar"] = flag[2:].upper().replace("-", "_")
+        extra = dict(spec.cli or {})
+        if isinstance(extra.get("type"), str):
+            extra["type"] = _TYPES[extra["type"]]
+        kwargs.update(extra)
+        kwargs = {key: value for key, value in kwargs.items() if value is not None or key == "default"}
+        target.add_argument(flag, **kwargs)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, base: Any = None, **values) -> Any:
+    """The config of class ``cls`` (``base``, or its defaults) with every flag given and ``values`` set."""
+    for field in dataclasses.fields(cls):
+        given = getattr(args, field.name, None) if flag_of(field) else None
+        if given is None or field.name in values:
+            continue
+        spec = spec_of(field)
+        if spec.parse is not None:
+            given = spec.parse(given)
+        elif isinstance(given, list):
+            given = tuple(given)
+        values[field.name] = given
+    return dataclasses.replace(cls() if base is None else base, **values)
 
 
 def add_generator_flags(parser: argparse.ArgumentParser) -> None:
@@ -200,10 +272,10 @@ def use_every_core() -> int | None:
 
     On a CPU the study's products are small (a batch of 128 by 128 hidden units), so one run
     barely uses a second core; as devices, two cores train two runs of the sweep side by side
-    and split the GAN's batch (``experiments.benchmark`` measures it). Accelerators are
-    unaffected: this shapes only the CPU platform. Returns None, changing nothing, where the
-    environment already chose (``JAX_NUM_CPU_DEVICES``, or XLA_FLAGS'
-    ``--xla_force_host_platform_device_count``) or JAX's devices are already in use.
+    (``benchmarks/benchmark.py`` measures it). Accelerators are unaffected: this shapes only the
+    CPU platform. Returns None, changing nothing, where the environment already chose
+    (``JAX_NUM_CPU_DEVICES``, or XLA_FLAGS' ``--xla_force_host_platform_device_count``) or
+    JAX's devices are already in use.
     """
     if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get(
             "XLA_FLAGS", ""):
@@ -218,8 +290,28 @@ def use_every_core() -> int | None:
     return count
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Shows a warning as one ``warning: ...`` line on stderr, without the source location."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
+@contextlib.contextmanager
+def _script_output() -> Iterator[None]:
+    """While a script runs: warnings as one line each, Orbax's and absl's chatter off; put back after."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # Orbax logs every save at INFO/WARNING level
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # a damaged checkpoint is news, not a stack location
+            yield
+    finally:
+        absl.setLevel(level)
+
+
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
-    """Runs ``main``; bad input ends in one sentence on stderr and exit 2 (``--debug`` re-raises).
+    """Runs ``main``; bad input ends in one sentence on stderr and exit 2 (``--debug`` re-raises),
+    a run stopped by SIGINT or SIGTERM (after its checkpoint) in one line and exit 128 + signal.
 
     From the command line (``argv`` None) JAX's CPU platform first gets one device per core
     (``use_every_core``); a caller passing ``argv`` keeps the devices it has.
@@ -229,26 +321,17 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    # Orbax and absl log every save at INFO/WARNING level; keep the terminal for our own lines.
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    parser_error = argparse.ArgumentParser.error
-    # argparse would print the usage and its own "prog: error:" line; a bad flag is bad input
-    # like any other, so it gets the same single "error: ..." line.
-    argparse.ArgumentParser.error = _flag_error
-    try:
-        main(argv)
-    except UserError as err:
-        if debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    finally:
-        argparse.ArgumentParser.error = parser_error
-
-
-def _flag_error(parser: argparse.ArgumentParser, message: str):
-    """Stands in for ``ArgumentParser.error`` while a script runs: a UserError naming the help command."""
-    raise UserError(f"{message} (see {parser.prog} --help)")
+    with _script_output():
+        try:
+            main(argv)
+        except UserError as err:
+            if debug:
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except Interrupted as stop:
+            print(f"stopped: {stop}", file=sys.stderr)
+            sys.exit(128 + stop.signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)

@@ -8,15 +8,14 @@ Needs TensorFlow and network this once; reading MNIST afterwards needs neither.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
-from experiments._cli import run
+from experiments import _cli
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses the flags and prepares MNIST in tfds's data directory."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _cli.parser("prepare_mnist", __doc__)
     parser.add_argument("--data-dir", default=None,
                         help="tfds data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     args = parser.parse_args(argv)
@@ -28,4 +27,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    _cli.run(main)

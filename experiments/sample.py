@@ -20,8 +20,7 @@ from jaxgan.errors import UserError
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The flags."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.sample", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _cli.parser("sample", __doc__)
     _cli.add_generator_flags(parser)
     parser.add_argument("--n", type=_cli.positive_int, default=2000,
                         help="how many images to draw (default: %(default)s)")
@@ -51,16 +50,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     import jax
     import numpy as np
 
+    from jaxgan.gan.generate import restore_generator, sample
     from jaxgan.plotting.gan import save_grid
-    from jaxgan.train.gan import restore_generator, sample
+    from jaxgan.runtime import files
 
     print(_cli.describe_devices())
     gen_variables, config = restore_generator(args.checkpoint_dir, args.step, weights=args.weights)
     noise_key = jax.random.PRNGKey(args.seed)
     images = np.asarray(jax.device_get(sample(gen_variables, noise_key, args.n)), np.float32)
-    tmp = f"{args.out}.tmp.npy"  # np.save keeps a name that already ends in .npy
-    np.save(tmp, images)
-    os.replace(tmp, args.out)
+    files.write_npy(args.out, images)
     print(f"wrote {args.out}: float32 {list(images.shape)} in [{images.min():.3f}, {images.max():.3f}] "
           f"from {args.checkpoint_dir} (step {config['checkpoint_step']}, {config['weights']} weights)")
     if args.png:

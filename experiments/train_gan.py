@@ -1,6 +1,7 @@
 """Trains the study's MLP GAN; a checkpoint directory that already holds checkpoints resumes.
 
-    python -m experiments.train_gan --dataset idx:../shared/data/mnist --split test --epochs 30
+    python -m experiments.train_gan --dataset digits --epochs 30      # offline, a few minutes on a CPU
+    python -m experiments.train_gan                                   # the study: 200 epochs, --dataset auto
 
 Writes config.json, metrics.jsonl (one line per step), samples/step_XXXXXXX.png (a 5x5 grid
 from one fixed noise tensor every --sample-every steps), progress.png (start, middle, end)
@@ -19,50 +20,21 @@ epoch with a checkpoint there and exits 130 or 143; the same command then resume
 from __future__ import annotations
 
 import argparse
-import sys
-import warnings
 from collections.abc import Sequence
 
 from experiments import _cli
+from jaxgan.configs.gan import GANConfig
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The flags; every default is the study's setting."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.train_gan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The flags: the GAN's settings (``GANConfig``, the study's by default), its images and outputs."""
+    parser = _cli.parser("train_gan", __doc__)
     _cli.add_image_flags(parser, "which split of the source to train on")
-    parser.add_argument("--epochs", type=_cli.positive_int, default=200,
-                        help="total passes over the images; a resumed run continues up to this "
-                             "many (default: %(default)s)")
-    parser.add_argument("--batch-size", type=_cli.positive_int, default=64,
-                        help="real and fake images per step; the last partial batch of each epoch "
-                             "is dropped (default: %(default)s)")
-    parser.add_argument("--lr", type=_cli.positive_float, default=2e-4,
-                        help="Adam learning rate of both networks (default: %(default)s)")
-    parser.add_argument("--b1", type=_cli.float_between(0.0, 1.0, low_inclusive=True), default=0.5,
-                        help="Adam beta1 (default: %(default)s; PyTorch's own default is 0.9)")
-    parser.add_argument("--b2", type=_cli.float_between(0.0, 1.0, low_inclusive=True), default=0.999,
-                        help="Adam beta2 (default: %(default)s)")
-    parser.add_argument("--latent-dim", type=_cli.positive_int, default=100,
-                        help="size of the generator's noise input (default: %(default)s)")
-    parser.add_argument("--sample-every", type=_cli.positive_int, default=500,
-                        help="save a 5x5 grid of the fixed noise every this many steps, and at "
-                             "the end (default: %(default)s)")
-    parser.add_argument("--checkpoint-every", type=_cli.positive_int, default=5,
-                        help="save a checkpoint every this many epochs, and at the end "
-                             "(default: %(default)s)")
-    parser.add_argument("--keep-checkpoints", type=_cli.positive_int, default=3,
-                        help="how many of the newest checkpoints to keep (default: %(default)s)")
-    parser.add_argument("--ema-decay", type=_cli.float_between(0.0, 1.0, low_inclusive=True), default=0.999,
-                        help="decay of the exponential moving average of the generator's weights, "
-                             "kept beside them; 0 disables it (default: %(default)s)")
+    _cli.add_config_flags(parser, GANConfig)
     parser.add_argument("--classifier-dir", default=None,
                         help="a classifier checkpoint directory (experiments.train_classifier): score "
                              "the raw and EMA generators at every checkpoint against its held-out "
                              "images, into scores.jsonl and scores.png (default: no scores)")
-    parser.add_argument("--seed", type=_cli.non_negative_int, default=0,
-                        help="seed of the initialisation, shuffling, noise and the fixed sample "
-                             "noise (default: %(default)s)")
     parser.add_argument("--workdir", default="runs/gan",
                         help="where config.json, metrics.jsonl, samples/ and the figures go "
                              "(default: %(default)s)")
@@ -80,31 +52,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Shows a warning as one ``warning: ...`` line on stderr, without the source location."""
-    print(f"warning: {message}", file=sys.stderr if file is None else file)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Loads the images, trains (or resumes) the GAN, and prints where its outputs are."""
     args = parse_args(argv)
+    config = _cli.config_from_args(GANConfig, args)
+    config.validate()
     _cli.initialize_distributed(args)  # before anything else touches JAX's devices
     _cli.writable_dir(args.workdir)
     from tqdm import tqdm
 
-    from jaxgan.train.gan import GANConfig, Interrupted, train
+    from jaxgan.gan.train import train_and_evaluate
 
-    warnings.showwarning = _print_warning  # a damaged checkpoint is news, not a stack location
     print(_cli.describe_devices())
     image_set = _cli.load_image_flags(args)
     images = image_set.images if args.limit_images is None else image_set.images[: args.limit_images]
-    config = GANConfig(latent_dim=args.latent_dim, learning_rate=args.lr, b1=args.b1, b2=args.b2,
-                       batch_size=args.batch_size, epochs=args.epochs, sample_every=args.sample_every,
-                       checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-                       seed=args.seed, ema_decay=args.ema_decay)
     reference = None
     if args.classifier_dir is not None:  # a bad classifier stops the run here, before any training
-        from jaxgan.scores import held_out_reference
+        from jaxgan.classifier.restore import held_out_reference
 
         reference = held_out_reference(args.classifier_dir, data_dir=args.data_dir)
         print(f"scoring every checkpoint against {reference.source}")
@@ -130,26 +94,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                         steps_s=f"{info['steps_per_s']:.1f}")
 
     try:
-        result = train(images, config, workdir=args.workdir, checkpoint_dir=args.checkpoint_dir,
-                       source=image_set.source, progress=on_progress, restart=args.restart,
-                       reference=reference)
-    except Interrupted as stop:
-        if bar is not None:
-            bar.close()
-        print(f"stopped: {stop}", file=sys.stderr)
-        sys.exit(128 + stop.signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        result = train_and_evaluate(images, config, workdir=args.workdir, checkpoint_dir=args.checkpoint_dir,
+                                    source=image_set.source, progress=on_progress, restart=args.restart,
+                                    reference=reference)
     finally:
         if bar is not None:
             bar.close()
     last = result["last_epoch"]
-    print(f"compiled in {result['compile_s']:.1f} s; {result['steps_per_s']:.1f} steps/s over "
-          f"{result['train_s']:.1f} s of training"
-          + (f"; {result['score_s']:.1f} s scoring" if reference is not None else ""))
     if last:
+        print(f"compiled in {result['compile_s']:.1f} s; {result['steps_per_s']:.1f} steps/s over "
+              f"{result['train_s']:.1f} s of training"
+              + (f"; {result['score_s']:.1f} s scoring" if reference is not None else ""))
         print(f"epoch {result['epoch']} (step {result['step']}) means: d_loss {last['d_loss']:.4f}, "
               f"g_loss {last['g_loss']:.4f}, D(x) {last['d_real']:.3f}, D(G(z)) {last['d_fake']:.3f}")
     else:
-        print(f"nothing to train: the checkpoint is already at epoch {result['epoch']} of {args.epochs}")
+        print(f"nothing to train: the checkpoint is already at epoch {result['epoch']} of {config.epochs}")
     scored = ", scores.jsonl, scores.png" if reference is not None else ""
     print(f"outputs: {args.workdir}/ (metrics.jsonl, samples/, progress.png, losses.png{scored}); "
           f"checkpoints: {args.checkpoint_dir}")

@@ -5,9 +5,9 @@ Both are pure JAX and run inside jit. The project scores ``SCORE_SAMPLES`` = 2,0
 reference images; scores from different sample counts are not comparable (FID is biased
 upwards for small samples), so keep the count fixed when comparing runs.
 
-A ``Reference`` bundles a classifier with the features of its held-out real images, computed
-once; ``held_out_reference`` builds one from a classifier checkpoint (GAN training scores its
-generator against it at every checkpoint).
+A ``Reference`` bundles a classifier with the features of real images kept out of its training,
+computed once (``make_reference``; ``jaxgan.classifier.restore.held_out_reference`` makes one from
+a classifier checkpoint).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from jax.scipy.special import rel_entr
 
 from jaxgan.errors import UserError
-from jaxgan.train.classifier import predict
+from jaxgan.models.classifier import predict
 
 SCORE_SAMPLES = 2000
 NUM_SPLITS = 10
@@ -130,34 +130,3 @@ def make_reference(classifier_variables: Mapping[str, Any], real_images: np.ndar
                         f"at least {NUM_SPLITS}")
     features = predict(classifier_variables, jnp.asarray(real_images))[1]
     return Reference(variables=classifier_variables, features=features, source=source)
-
-
-def held_out_reference(classifier_dir: str, *, data_dir: str | None = None,
-                       max_samples: int = SCORE_SAMPLES) -> Reference:
-    """The Reference of a classifier checkpoint: its held-out images (at most ``max_samples``).
-
-    Restores the classifier, reloads the images it was trained on from the dataset and split its
-    checkpoint records (``data_dir`` for tfds), and cuts the same held-out part it did. A missing
-    directory, a checkpoint of another kind, or images that no longer match are one UserError.
-    """
-    from jaxgan.data.images import load_images
-    from jaxgan.train.classifier import ClassifierConfig, holdout_indices, restore_classifier
-
-    variables, record = restore_classifier(classifier_dir)
-    dataset, split, count = record.get("dataset"), record.get("split"), record.get("num_images")
-    if not isinstance(dataset, str) or not isinstance(count, int):
-        raise UserError(f"the classifier checkpoint in {classifier_dir} does not record the images it "
-                        "was trained on, so its held-out part cannot be found")
-    try:
-        image_set = load_images(dataset, split=split, data_dir=data_dir)
-    except UserError as err:
-        raise UserError(f"cannot reload the images the classifier in {classifier_dir} was trained on "
-                        f"(--dataset {dataset} --split {split}): {err}") from None
-    if len(image_set.images) != count:
-        raise UserError(f"the classifier in {classifier_dir} was trained on {count} images of "
-                        f"{record.get('source') or dataset}, but --dataset {dataset} --split {split} "
-                        f"now gives {len(image_set.images)}")
-    _, held = holdout_indices(count, ClassifierConfig.from_dict(record))
-    held = held[:max_samples]
-    source = f"{len(held)} held-out images of {image_set.source} (classifier {classifier_dir})"
-    return make_reference(variables, image_set.images[held], source)

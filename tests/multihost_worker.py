@@ -7,9 +7,14 @@
 
 The distributed flags are the experiment scripts' own (``experiments._cli``). Each process
 writes ``OUT/process{I}.json`` (metrics, where its runs lived); together they save the final
-state to ``OUT/checkpoint`` with ``jaxgan.checkpoint``, and process 0 writes its leaves to
+state to ``OUT/checkpoint`` with ``jaxgan.runtime.checkpoint``, and process 0 writes its leaves to
 ``OUT/distributed.npz``. The reference writes ``OUT/single.json``
 and its final state's leaves to ``OUT/single.npz``.
+
+Then each runs the study's own trainer (``jaxgan.palindrome.train``) with checkpoints in
+``OUT/study-{distributed,single}``; in the distributed run only process 1 sends itself SIGTERM
+after the first chunk, and every process must stop there together, saved; a second call resumes
+and finishes, and process 0 writes the result files.
 """
 
 from __future__ import annotations
@@ -33,23 +38,48 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     distributed = _cli.initialize_distributed(args)
 
+    import dataclasses
+    import signal
+
     import jax
     import numpy as np
 
-    from jaxgan import checkpoint, parallel
-    from jaxgan import palindrome_study as study
-    from jaxgan.train import palindrome as pal
+    from jaxgan.configs.palindrome import PalindromeConfig
+    from jaxgan.palindrome import steps, summary, sweep
+    from jaxgan.palindrome import train as study
+    from jaxgan.runtime import checkpoint, parallel
+    from jaxgan.runtime.signals import Interrupted
 
-    config = pal.PalindromeConfig(model="rnn", hidden=8, num_examples=64, batch_size=16, max_length=6)
-    runs, metrics = pal.sweep(config, LENGTHS, SEEDS, EPOCHS, chunk_epochs=1)
+    config = steps.run_config("rnn", max_length=6, hidden=8, num_examples=64, batch_size=16)
+    runs, metrics = sweep.sweep(config, LENGTHS, SEEDS, EPOCHS, chunk_epochs=1)
     report = {"process": jax.process_index(), "processes": jax.process_count(),
               "devices": jax.device_count(), "local_devices": jax.local_device_count(),
               "metrics": {name: value.tolist() for name, value in metrics.items()}}
     os.makedirs(args.out, exist_ok=True)
-    # The study's own path (the same sweep program, from jit's cache), to its result files.
-    results = study.run_study(config, ["rnn"], ["scalar"], list(LENGTHS), list(SEEDS), EPOCHS, None,
-                              chunk_epochs=1)
-    written = study.write_results(results, os.path.join(args.out, "results"))
+    # The study's own path (the same sweep program, from jit's cache), to its result files; in the
+    # distributed run process 1 alone is signalled after the first chunk.
+    settings = dataclasses.replace(PalindromeConfig(), models=("rnn",), lengths=LENGTHS, num_seeds=len(SEEDS),
+                                   epochs=EPOCHS, hidden=8, num_examples=64, batch_size=16, chunk_epochs=1)
+    study_dir = os.path.join(args.out, "study-distributed" if distributed else "study-single")
+    real_chunks = study.sweep_chunks
+
+    def signalled_chunks(*chunk_args, **chunk_kwargs):
+        """The real chunks; process 1 of a distributed run sends itself SIGTERM after the first."""
+        for done, trained, chunk in real_chunks(*chunk_args, **chunk_kwargs):
+            if distributed and jax.process_index() == 1 and done == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield done, trained, chunk
+
+    study.sweep_chunks = signalled_chunks
+    try:
+        study.train(settings, study_dir)
+        report["stopped"] = None
+    except Interrupted as stop:
+        report["stopped"] = {"signum": stop.signum, "message": str(stop)}
+    study.sweep_chunks = real_chunks
+    results = study.train(settings, study_dir)  # resumes where the interrupted call saved
+    report["study_metrics"] = {name: [run[name] for run in results["runs"]] for name in steps.METRICS}
+    written = summary.write_results(results, os.path.join(args.out, "results"))
     report["results_written"] = sorted(os.path.basename(path) for path in written)
     leaves = [np.asarray(x) for x in jax.tree.leaves(parallel.fetch(runs))]  # every process takes part
     if not distributed:
@@ -59,9 +89,9 @@ def main(argv: list[str]) -> None:
         return
     # Which runs this process's devices hold when the sweep places them (the init is compiled already).
     seeds = np.asarray([s for _ in LENGTHS for s in SEEDS], np.int32)
-    lengths = np.asarray(pal.run_lengths(LENGTHS, SEEDS), np.int32)
-    placed, *_ = pal.arrange_sweep(*pal.init_sweep(seeds, lengths, config), config, lengths.tolist(),
-                                   "auto", pal.sweep_mesh())
+    lengths = np.asarray(sweep.run_lengths(LENGTHS, SEEDS), np.int32)
+    placed, *_ = sweep.arrange_sweep(*sweep.init_sweep(seeds, lengths, config), config, lengths.tolist(),
+                                     "auto", sweep.sweep_mesh())
     key = placed.key  # [runs, 2]
     report["local_runs"] = sorted(i for shard in key.addressable_shards
                                   for i in range(*shard.index[0].indices(key.shape[0])))

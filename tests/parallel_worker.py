@@ -16,14 +16,16 @@ import sys
 import jax
 import numpy as np
 
-from jaxgan import parallel
+from jaxgan.configs.gan import GANConfig
 from jaxgan.errors import UserError
-from jaxgan.train import gan
-from jaxgan.train import palindrome as pal
+from jaxgan.gan import steps as gan
+from jaxgan.gan.train import train_and_evaluate
+from jaxgan.palindrome import steps, sweep
+from jaxgan.runtime import parallel
 
-SWEEP_CONFIG = pal.PalindromeConfig(model="rnn", hidden=8, num_examples=64, batch_size=16, max_length=6)
+SWEEP_CONFIG = steps.run_config("rnn", max_length=6, hidden=8, num_examples=64, batch_size=16)
 LENGTHS, SEEDS, EPOCHS = (3, 6), (0, 1, 2), 2  # 6 runs: padded to 8 on 4 devices
-GAN_CONFIG = gan.GANConfig(gen_features=(16, 32, 32), disc_features=(32, 16), batch_size=16, sample_every=2)
+GAN_CONFIG = GANConfig(gen_features=(16, 32, 32), disc_features=(32, 16), batch_size=16, sample_every=2)
 GAN_IMAGES = 64  # 4 steps of 16, 4 images per device per step
 
 
@@ -47,20 +49,20 @@ def placement(array: jax.Array) -> dict:
 def check_sweep() -> dict:
     """The sweep on 4 devices against the sweep on one; then the placement of its sharded state."""
     mesh, one = parallel.make_mesh(), parallel.make_mesh(jax.devices()[:1])
-    runs4, metrics4 = pal.sweep(SWEEP_CONFIG, LENGTHS, SEEDS, EPOCHS, chunk_epochs=1, mesh=mesh)
-    runs1, metrics1 = pal.sweep(SWEEP_CONFIG, LENGTHS, SEEDS, EPOCHS, chunk_epochs=1, mesh=one)
+    runs4, metrics4 = sweep.sweep(SWEEP_CONFIG, LENGTHS, SEEDS, EPOCHS, chunk_epochs=1, mesh=mesh)
+    runs1, metrics1 = sweep.sweep(SWEEP_CONFIG, LENGTHS, SEEDS, EPOCHS, chunk_epochs=1, mesh=one)
     # The programs the sweep just compiled, called directly, to see where the runs live.
     count = len(LENGTHS) * len(SEEDS)
     seeds = np.asarray([s for _ in LENGTHS for s in SEEDS], np.int32)
-    lengths = np.asarray(pal.run_lengths(LENGTHS, SEEDS), np.int32)
-    strategy = pal.resolve_strategy("auto")
-    fresh = pal.init_sweep(seeds, lengths, SWEEP_CONFIG)
-    runs, data, layout, options = pal.arrange_sweep(*fresh, SWEEP_CONFIG, lengths.tolist(), strategy, mesh)
-    runs, metrics = pal.train_sweep_chunk(runs, data, SWEEP_CONFIG, 1, strategy, **options)
+    lengths = np.asarray(sweep.run_lengths(LENGTHS, SEEDS), np.int32)
+    strategy = sweep.resolve_strategy("auto")
+    fresh = sweep.init_sweep(seeds, lengths, SWEEP_CONFIG)
+    runs, data, layout, options = sweep.arrange_sweep(*fresh, SWEEP_CONFIG, lengths.tolist(), strategy, mesh)
+    runs, metrics = sweep.train_sweep_chunk(runs, data, SWEEP_CONFIG, 1, strategy, **options)
     return {"device_count": jax.device_count(), "runs": count,
             "metric_shape": list(metrics4["val_acc"].shape),
             "state_runs": int(jax.tree.leaves(runs4)[0].shape[0]),
-            "metrics": max_difference((metrics4[k], metrics1[k]) for k in pal.METRICS),
+            "metrics": max_difference((metrics4[k], metrics1[k]) for k in steps.METRICS),
             "state": max_difference(zip(jax.tree.leaves(runs4), jax.tree.leaves(runs1), strict=True)),
             "direct_call_equal": bool(np.array_equal(
                 np.asarray(metrics["val_acc"])[layout.positions(count), 0], metrics4["val_acc"][:, 0])),
@@ -102,7 +104,7 @@ def check_gan() -> dict:
     state_pairs = list(zip(jax.tree_util.tree_leaves_with_path(got[0]), jax.tree.leaves(expected[0]),
                            strict=True))
     try:  # the batch must split evenly: 18 over 4 devices does not (checked before any file is touched)
-        gan.train(images, gan.GANConfig(batch_size=18), workdir="/nonexistent/never-made",
+        train_and_evaluate(images, GANConfig(batch_size=18), workdir="/nonexistent/never-made",
                   checkpoint_dir="/nonexistent/never-made", mesh=mesh)
         indivisible = "no error"
     except UserError as err:

@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 
 from experiments import _cli, interpolate, palindrome, sample, train_classifier, train_gan
-from jaxgan import checkpoint
-from jaxgan.palindrome_study import checkpoint_config
-from jaxgan.train.classifier import ClassifierConfig
-from jaxgan.train.classifier import checkpoint_config as classifier_config
-from jaxgan.train.gan import GANConfig
-from jaxgan.train.palindrome import PalindromeConfig
+from jaxgan.classifier.train import checkpoint_record as classifier_record
+from jaxgan.configs.base import to_record
+from jaxgan.configs.classifier import ClassifierConfig
+from jaxgan.configs.gan import KIND as GAN
+from jaxgan.configs.gan import GANConfig
+from jaxgan.palindrome.steps import run_config
+from jaxgan.palindrome.train import sweep_record
+from jaxgan.runtime import checkpoint
 
 IMAGES = 128
 
@@ -61,18 +63,19 @@ def _make_inputs(root: pathlib.Path) -> dict[str, pathlib.Path]:
     """Makes the rows' folders and checkpoints in ``root``."""
     (root / "file").write_text("a regular file, not a folder\n")
     (root / "empty_tfds").mkdir()
-    gan_record = {**GANConfig().record(), "source": "idx", "num_images": IMAGES, "data_sha256": "0" * 16}
-    sweep = PalindromeConfig(model="rnn", hidden=8, num_examples=64, batch_size=16, max_length=4)
+    gan_record = {**to_record(GANConfig(), GAN), "source": "idx", "num_images": IMAGES,
+                  "data_sha256": "0" * 16}
+    sweep = run_config("rnn", max_length=4, hidden=8, num_examples=64, batch_size=16)
     return {
         "root": root, "file": root / "file", "empty_tfds": root / "empty_tfds",
         "idx": _idx(root / "idx"), "bad_magic": _idx(root / "bad_magic", magic=2049),
         "truncated": _idx(root / "truncated", cut=1000),
         "mismatch": _idx(root / "mismatch", labels=IMAGES - 1),
         "gan_ck": _checkpoint(root / "gan_ck", gan_record),
-        "classifier_ck": _checkpoint(root / "classifier_ck", classifier_config(
+        "classifier_ck": _checkpoint(root / "classifier_ck", classifier_record(
             ClassifierConfig(), source="idx", num_images=IMAGES)),
         "palindrome_ck": _checkpoint(root / "palindrome_ck" / "rnn-scalar",
-                                     checkpoint_config(sweep, [3, 4], [0], 2)).parent,
+                                     sweep_record(sweep, [3, 4], [0], 2)).parent,
     }
 
 
@@ -89,15 +92,15 @@ ROWS = [
      "must be between 1 and 100"),
     ("palindrome length not an integer", "palindrome", "--lengths ten", "invalid int value: 'ten'"),
     ("palindrome length not an integer", "palindrome", "--lengths 2.5", "invalid int value: '2.5'"),
-    ("zero epochs", "palindrome", "--epochs 0", "epochs must be at least 1, not 0"),
-    ("negative epochs", "palindrome", "--epochs -3", "epochs must be at least 1, not -3"),
-    ("zero epochs", "train_gan", "--epochs 0", "--epochs: 0 is below the minimum of 1"),
-    ("negative epochs", "train_classifier", "--epochs -1", "--epochs: -1 is below the minimum of 1"),
-    ("zero seeds", "palindrome", "--seeds 0", "seeds must be at least 1, not 0"),
-    ("negative seeds", "palindrome", "--seeds -2", "seeds must be at least 1, not -2"),
-    ("negative seed", "train_gan", "--seed -1", "--seed: -1 is below the minimum of 0"),
-    ("zero batch size", "palindrome", "--batch-size 0", "--batch-size: 0 is below the minimum of 1"),
-    ("negative batch size", "train_gan", "--batch-size -64", "--batch-size: -64 is below the minimum of 1"),
+    ("zero epochs", "palindrome", "--epochs 0", "--epochs must be at least 1, not 0"),
+    ("negative epochs", "palindrome", "--epochs -3", "--epochs must be at least 1, not -3"),
+    ("zero epochs", "train_gan", "--epochs 0", "--epochs must be at least 1, not 0"),
+    ("negative epochs", "train_classifier", "--epochs -1", "--epochs must be at least 1, not -1"),
+    ("zero seeds", "palindrome", "--seeds 0", "--seeds must be at least 1, not 0"),
+    ("negative seeds", "palindrome", "--seeds -2", "--seeds must be at least 1, not -2"),
+    ("negative seed", "train_gan", "--seed -1", "--seed must be at least 0, not -1"),
+    ("zero batch size", "palindrome", "--batch-size 0", "--batch-size must be at least 1, not 0"),
+    ("negative batch size", "train_gan", "--batch-size -64", "--batch-size must be at least 2, not -64"),
     ("batch size larger than the data set", "palindrome", "--batch-size 4096",
      "batch size 4096 is larger than the 1638 training examples"),
     ("batch size larger than the data set", "train_gan", "--dataset idx:{idx} --batch-size 256",

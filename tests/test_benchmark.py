@@ -1,6 +1,6 @@
 """The benchmark's FLOP counts against hand computations from the layer sizes."""
 
-from jaxgan.benchmark import gan_flops_per_step, palindrome_flops_per_sequence
+from benchmarks.benchmark import gan_flops_per_step, palindrome_flops_per_sequence
 
 
 def test_palindrome_flops_count_the_equations_forward_and_backward():

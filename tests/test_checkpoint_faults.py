@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from experiments import _cli, train_gan
-from jaxgan import checkpoint, signals
 from jaxgan.errors import UserError
-from jaxgan.train import gan
+from jaxgan.runtime import checkpoint, loop, signals
 
 # A restore that fails on a truncated file leaves an Orbax coroutine behind that later finds its
 # event loop closed; that is Orbax's noise about the damage the tests inflict on purpose.
@@ -154,7 +153,7 @@ def test_the_lock_refuses_a_second_holder_and_is_released_on_exit_or_error(tmp_p
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
     # A child takes the lock and is killed with SIGKILL: the lock file still names it.
-    code = ("import os, sys, time; from jaxgan import checkpoint\n"
+    code = ("import os, sys, time; from jaxgan.runtime import checkpoint\n"
             "with checkpoint.lock(sys.argv[1]):\n    print('held', flush=True); os.kill(os.getpid(), 9)\n")
     child = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                            timeout=60)
@@ -186,11 +185,13 @@ def test_train_gan_refuses_a_locked_directory_and_a_wholly_damaged_one(tmp_path,
     assert (tmp_path / "ck" / "5").is_dir()
 
 
-def test_the_gan_and_the_palindrome_study_share_the_deferred_signals():
-    from jaxgan import palindrome_study
+def test_the_three_trainers_share_one_run_loop_and_its_signals():
+    from jaxgan.classifier import train as classifier_train
+    from jaxgan.gan import train as gan_train
+    from jaxgan.palindrome import train as palindrome_train
 
-    assert gan._deferred_signals is signals.deferred_signals and gan.Interrupted is signals.Interrupted
-    assert palindrome_study.signals is signals
+    assert gan_train.loop is classifier_train.loop is palindrome_train.loop is loop
+    assert loop.Interrupted is signals.Interrupted and palindrome_train.signals is signals
 
 
 def test_sigint_and_sigterm_are_deferred_once_then_handled_as_before():

@@ -18,25 +18,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import checkpoint
+from jaxgan.classifier.restore import held_out_reference, restore_classifier
+from jaxgan.classifier.steps import holdout_indices, split_holdout
+from jaxgan.classifier.train import train_and_evaluate as train_classifier
+from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.errors import UserError
-from jaxgan.interpolate import find_pairs, interpolate_pairs, linear, random_pairs, slerp
-from jaxgan.models.classifier import Classifier, patches_3x3_stride2
+from jaxgan.gan.interpolate import find_pairs, interpolate_pairs, linear, random_pairs, slerp
+from jaxgan.models.classifier import Classifier, patches_3x3_stride2, predict
+from jaxgan.runtime import checkpoint
 from jaxgan.scores import (
     classifier_scores,
     classifier_scores_of_sets,
     frechet_distance,
-    held_out_reference,
     inception_score,
     make_reference,
-)
-from jaxgan.train.classifier import (
-    ClassifierConfig,
-    holdout_indices,
-    predict,
-    restore_classifier,
-    split_holdout,
-    train_classifier,
 )
 
 MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

@@ -34,13 +34,18 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from jaxgan import checkpoint, jsonl
+from jaxgan.configs.base import from_record
+from jaxgan.configs.gan import KIND as GAN_KIND
+from jaxgan.configs.gan import GANConfig
 from jaxgan.errors import UserError
-from jaxgan.palindrome_study import CHECKPOINT_KIND, sweep_target
-from jaxgan.train import gan
-from jaxgan.train.palindrome import PalindromeConfig
+from jaxgan.gan.steps import init_state as gan_init_state
+from jaxgan.palindrome.steps import RunConfig
+from jaxgan.palindrome.train import KIND as CHECKPOINT_KIND
+from jaxgan.palindrome.train import sweep_target
+from jaxgan.runtime import checkpoint, files
 
 # Restoring the damaged checkpoint on purpose leaves an Orbax coroutine behind that later finds its
 # event loop closed: noise about damage the test inflicts, not a failure.
@@ -241,7 +246,7 @@ class Run:
 
     def saving(self) -> bool:
         """Whether the temporary directory of an unfinished save exists."""
-        return any(checkpoint.TMP_MARKER in name for _, name in self._names())
+        return any(ocp.path.step.TMP_DIR_SUFFIX in name for _, name in self._names())
 
     def log(self) -> str:
         """Everything the run's processes printed."""
@@ -341,14 +346,14 @@ def _damage_newest(run: Run) -> tuple[str, int] | None:
 
 def _palindrome_abstract(record: dict):
     """The abstract checkpoint of the sweep a record describes."""
-    names = {f.name for f in dataclasses.fields(PalindromeConfig)}
-    config = PalindromeConfig(**{k: v for k, v in record.items() if k in names})
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    config = RunConfig(**{k: v for k, v in record.items() if k in names})
     return sweep_target(config, record["lengths"], record["seeds"], record["epochs"])
 
 
 def _gan_abstract(record: dict):
     """The abstract GANState of the run a record describes."""
-    return jax.eval_shape(lambda: gan.init_state(gan.GANConfig.from_record(record)))
+    return jax.eval_shape(lambda: gan_init_state(from_record(GANConfig, record)))
 
 
 def _restore(directory: pathlib.Path, abstract: Callable[[dict], object], kind: str,
@@ -538,7 +543,7 @@ def _gan_scenario(base: pathlib.Path, launcher: Launcher) -> str:
                ("a new checkpoint just finished", signal.SIGKILL, new_checkpoint),
                *[(f"random: {d:.3f} s after a new checkpoint", signal.SIGKILL, after_delay(d))
                  for d in rng.uniform(0.0, 0.3, size=1)]]
-    happened, points = _interrupt_chain(chain, moments, _gan_abstract, gan.KIND, damage_before=5)
+    happened, points = _interrupt_chain(chain, moments, _gan_abstract, GAN_KIND, damage_before=5)
     final = chain.start()
     assert final.wait(timeout=240) == 0, chain.log()[-3000:]
     assert reference.wait(timeout=240) == 0, straight.log()[-3000:]
@@ -551,9 +556,9 @@ def _gan_scenario(base: pathlib.Path, launcher: Launcher) -> str:
     assert "cannot be restored" in log and "is skipped" in log
     assert (chain.ck / checkpoint.DAMAGED_DIR).is_dir()  # set aside, not deleted
 
-    checked, equal = _compare_resume_points(points, straight, _gan_abstract, gan.KIND)
+    checked, equal = _compare_resume_points(points, straight, _gan_abstract, GAN_KIND)
     final_steps = GAN_EPOCHS * GAN_STEPS_PER_EPOCH
-    a, b = _restore(straight.ck, _gan_abstract, gan.KIND), _restore(chain.ck, _gan_abstract, gan.KIND)
+    a, b = _restore(straight.ck, _gan_abstract, GAN_KIND), _restore(chain.ck, _gan_abstract, GAN_KIND)
     final_equal = a is not None and b is not None and a[0] == b[0] == final_steps and a[1] == b[1]
     texts = [(r.directory / "run" / "metrics.jsonl").read_text() for r in (straight, chain)]
     summary = (f"gan: {len(happened)} interrupted starts ({json.dumps(happened)}); resume points equal "
@@ -564,7 +569,7 @@ def _gan_scenario(base: pathlib.Path, launcher: Launcher) -> str:
     assert checked >= 3 and equal == checked, summary
     assert final_equal and "Traceback" not in log, summary
     assert texts[0] == texts[1] and texts[1].endswith("\n")
-    steps = [r["step"] for r in jsonl.read(chain.directory / "run" / "metrics.jsonl")]
+    steps = [r["step"] for r in files.read_jsonl(chain.directory / "run" / "metrics.jsonl")]
     assert steps == list(range(1, final_steps + 1))  # no torn line, no duplicate step
     grids = [sorted(p.name for p in (r.directory / "run" / "samples").glob("*.png"))
              for r in (straight, chain)]

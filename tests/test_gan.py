@@ -21,27 +21,32 @@ import pytest
 
 from experiments import _cli, train_gan
 from experiments import sample as sample_cli
-from jaxgan import checkpoint, jsonl
+from jaxgan.classifier import steps as clf
+from jaxgan.classifier.train import checkpoint_record as classifier_record
+from jaxgan.configs.classifier import ClassifierConfig
+from jaxgan.configs.gan import GANConfig
 from jaxgan.data.images import load_images
 from jaxgan.errors import UserError
-from jaxgan.models.gan import BatchNorm1d, Discriminator, Generator
+from jaxgan.gan import generate
+from jaxgan.gan import steps as gan
+from jaxgan.gan.train import train_and_evaluate
+from jaxgan.models.gan import BatchNorm1d, Discriminator, Generator, decode
+from jaxgan.runtime import checkpoint, files, loop
 from jaxgan.scores import make_reference
-from jaxgan.train import classifier as clf
-from jaxgan.train import gan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 SMALL = 640  # images per small run: 10 steps of 64 per epoch
 SAMPLE_EVERY = 5
 BATCH = 64
-SMALL_CLASSIFIER = clf.ClassifierConfig(conv1=4, conv2=8, hidden=16)
+SMALL_CLASSIFIER = ClassifierConfig(conv1=4, conv2=8, hidden=16)
 SCORE_KEYS = [f"{name}_{weights}" for weights in ("raw", "ema")
               for name in ("inception_score", "inception_std", "fid")]
 
 
-def _small_config(**changes) -> gan.GANConfig:
+def _small_config(**changes) -> GANConfig:
     """The study's architecture and optimiser with the test's sampling cadence."""
-    return gan.GANConfig(**{"sample_every": SAMPLE_EVERY, "checkpoint_every": 2, **changes})
+    return GANConfig(**{"sample_every": SAMPLE_EVERY, "checkpoint_every": 2, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +87,7 @@ def _dense_count(sizes: list[int]) -> int:
 
 
 def test_parameter_counts_and_shapes():
-    state = gan.init_state(gan.GANConfig())
+    state = gan.init_state(GANConfig())
     gen_expected = _dense_count([100, 128, 256, 512, 1024, 784]) + 2 * (256 + 512 + 1024)  # + BN scale, bias
     disc_expected = _dense_count([784, 512, 256, 1])
     assert gen_expected == 1_510_032 and disc_expected == 533_505
@@ -98,7 +103,7 @@ def test_parameter_counts_and_shapes():
 
 
 def test_linear_layers_start_like_pytorch():
-    params = gan.init_state(gan.GANConfig()).gen.params
+    params = gan.init_state(GANConfig()).gen.params
     for name in ("dense1", "dense5"):
         kernel, bias = np.asarray(params[name]["kernel"]), np.asarray(params[name]["bias"])
         bound = 1 / np.sqrt(kernel.shape[0])
@@ -124,7 +129,7 @@ def test_batchnorm_has_pytorch_batchnorm1d_semantics():
 
 
 def test_one_step_changes_every_parameter_finitely_and_compiles_once(jitted_step, small_images):
-    state = gan.init_state(gan.GANConfig())
+    state = gan.init_state(GANConfig())
     real = jnp.asarray(small_images[:BATCH], jnp.float32) / 127.5 - 1.0
     new, metrics = jitted_step(state, real, jax.random.PRNGKey(1))
     for name in ("gen", "disc"):
@@ -146,7 +151,7 @@ def test_a_few_hundred_steps_teach_the_generator_to_fool_the_discriminator(real_
     # Measured on MNIST: the discriminator first learns to reject nearly every fake (the
     # share it calls real falls from ~1 to ~0 by step 60-80), then the generator wins back
     # a good part (~0.4 by step 150). 200 steps, each epoch on the next 640 real images.
-    state = gan.init_state(gan.GANConfig())
+    state = gan.init_state(GANConfig())
     epoch_fn = gan.epoch_function(BATCH, SAMPLE_EVERY)
     noise = gan.grid_noise(state, 100)
     called_real = []
@@ -173,8 +178,8 @@ def _steps(step_fn, state: gan.GANState, images: np.ndarray, count: int) -> list
 
 
 def test_ema_is_the_bias_corrected_average_of_the_raw_weights_of_each_step(jitted_step, small_images):
-    decay = gan.GANConfig().ema_decay
-    states = _steps(jitted_step, gan.init_state(gan.GANConfig()), small_images, 4)
+    decay = GANConfig().ema_decay
+    states = _steps(jitted_step, gan.init_state(GANConfig()), small_images, 4)
     expected = [np.asarray(x, np.float64) for x in jax.tree.leaves(states[0].gen.params)]
     bn_update = jax.jit(functools.partial(Generator().apply, train=True, mutable=["batch_stats"]))
     for t in range(1, 5):
@@ -200,7 +205,7 @@ def test_ema_is_the_bias_corrected_average_of_the_raw_weights_of_each_step(jitte
 
 def test_ema_decay_zero_keeps_the_ema_equal_to_the_raw_generator(small_images):
     # The initialiser is shared with every other decay; only this step compiles anew.
-    states = _steps(jax.jit(gan.gan_step), gan.init_state(gan.GANConfig(ema_decay=0.0)), small_images, 3)
+    states = _steps(jax.jit(gan.gan_step), gan.init_state(GANConfig(ema_decay=0.0)), small_images, 3)
     assert states[0].ema_decay == 0.0
     for state in states[1:]:
         jax.tree.map(np.testing.assert_array_equal, state.ema_params, state.gen.params)
@@ -210,7 +215,7 @@ def test_ema_decay_zero_keeps_the_ema_equal_to_the_raw_generator(small_images):
 
 def _run(images, config, tmp_path, name, reference=None):
     """Trains into tmp_path/name/{run,ck}."""
-    return gan.train(images, config, workdir=str(tmp_path / name / "run"),
+    return train_and_evaluate(images, config, workdir=str(tmp_path / name / "run"),
                      checkpoint_dir=str(tmp_path / name / "ck"), source="test images", reference=reference)
 
 
@@ -239,12 +244,13 @@ def test_resumed_run_ends_bit_for_bit_in_the_uninterrupted_state(straight_run, s
     # One scores line per checkpoint, raw and EMA, finite; the resumed run's log is the same text.
     scores = [(tmp / name / "run" / "scores.jsonl").read_text() for name in ("straight", "resumed")]
     assert scores[0] == scores[1]
-    lines = jsonl.read(tmp / "straight" / "run" / "scores.jsonl")
+    lines = files.read_jsonl(tmp / "straight" / "run" / "scores.jsonl")
     assert [(r["step"], r["epoch"], r["num_samples"]) for r in lines] == [(20, 2, 64), (40, 4, 64)]
     for line in lines:
         assert all(np.isfinite(line[k]) for k in SCORE_KEYS), line
     assert straight["score_s"] > 0 and (tmp / "straight" / "run" / "scores.png").is_file()
-    assert [r["step"] for r in jsonl.read(tmp / "straight" / "run" / "metrics.jsonl")] == list(range(1, 41))
+    steps = [r["step"] for r in files.read_jsonl(tmp / "straight" / "run" / "metrics.jsonl")]
+    assert steps == list(range(1, 41))
     for name in ("straight", "resumed"):
         grids = sorted(p.name for p in (tmp / name / "run" / "samples").glob("step_*.png"))
         assert grids == [f"step_{s:07d}.png" for s in range(0, 41, 5)]
@@ -256,20 +262,20 @@ def test_resumed_run_ends_bit_for_bit_in_the_uninterrupted_state(straight_run, s
 
 def test_restored_generator_draws_the_live_generators_images(straight_run):
     tmp, straight = straight_run
-    variables, config = gan.restore_generator(str(tmp / "straight" / "ck"))
+    variables, config = generate.restore_generator(str(tmp / "straight" / "ck"))
     assert config["checkpoint_step"] == 40 and config["latent_dim"] == 100
     assert config["weights"] == "ema"  # the default when the checkpoint keeps an EMA
-    raw, raw_config = gan.restore_generator(str(tmp / "straight" / "ck"), weights="raw")
+    raw, raw_config = generate.restore_generator(str(tmp / "straight" / "ck"), weights="raw")
     assert raw_config["weights"] == "raw"
     noise = jax.random.normal(jax.random.PRNGKey(5), (6, 100))
     for weights, restored in (("ema", variables), ("raw", raw)):
-        live_images = gan.decode(gan.generator_variables(straight["state"], weights), noise)
-        np.testing.assert_array_equal(gan.decode(restored, noise), live_images)
-    assert not np.array_equal(gan.decode(raw, noise), gan.decode(variables, noise))
-    images = gan.sample(variables, jax.random.PRNGKey(0), 6)
+        live_images = decode(gan.generator_variables(straight["state"], weights), noise)
+        np.testing.assert_array_equal(decode(restored, noise), live_images)
+    assert not np.array_equal(decode(raw, noise), decode(variables, noise))
+    images = generate.sample(variables, jax.random.PRNGKey(0), 6)
     assert images.shape == (6, 28, 28) and images.dtype == jnp.float32
     assert float(jnp.abs(images).max()) <= 1.0
-    older, config = gan.restore_generator(str(tmp / "straight" / "ck"), step=20)
+    older, config = generate.restore_generator(str(tmp / "straight" / "ck"), step=20)
     assert config["checkpoint_step"] == 20
     assert not np.array_equal(older["params"]["dense1"]["kernel"], variables["params"]["dense1"]["kernel"])
 
@@ -278,15 +284,15 @@ def test_a_checkpoint_of_other_settings_or_images_is_one_sentence(straight_run, 
     tmp, _ = straight_run
     kwargs = dict(workdir=str(tmp / "other"), checkpoint_dir=str(tmp / "straight" / "ck"))
     with pytest.raises(UserError, match="latent_dim=100, but this run has latent_dim=50"):
-        gan.train(small_images, _small_config(epochs=6, latent_dim=50), **kwargs)
+        train_and_evaluate(small_images, _small_config(epochs=6, latent_dim=50), **kwargs)
     with pytest.raises(UserError, match="learning_rate"):
-        gan.train(small_images, _small_config(epochs=6, learning_rate=1e-3), **kwargs)
+        train_and_evaluate(small_images, _small_config(epochs=6, learning_rate=1e-3), **kwargs)
     with pytest.raises(UserError, match="other images"):
-        gan.train(small_images[::-1].copy(), _small_config(epochs=6), **kwargs)
+        train_and_evaluate(small_images[::-1].copy(), _small_config(epochs=6), **kwargs)
     with pytest.raises(UserError, match="no checkpoint"):
-        gan.restore_generator(str(tmp / "nowhere"))
+        generate.restore_generator(str(tmp / "nowhere"))
     with pytest.raises(UserError, match=r"ema_decay=0\.999, but this run has ema_decay=0\.0"):
-        gan.train(small_images, _small_config(epochs=6, ema_decay=0.0), **kwargs)
+        train_and_evaluate(small_images, _small_config(epochs=6, ema_decay=0.0), **kwargs)
 
 
 def test_a_checkpoint_from_before_the_ema_gives_its_raw_generator_only(straight_run, small_images):
@@ -302,11 +308,11 @@ def test_a_checkpoint_from_before_the_ema_gives_its_raw_generator_only(straight_
     checkpoint.save(manager, 40, old_state, old_record)
     manager.wait_until_finished()
     manager.close()
-    variables, config = gan.restore_generator(str(tmp / "old" / "ck"))
+    variables, config = generate.restore_generator(str(tmp / "old" / "ck"))
     assert config["weights"] == "raw"
     jax.tree.map(np.testing.assert_array_equal, variables, gan.generator_variables(state, "raw"))
     with pytest.raises(UserError, match=r"holds no EMA of the generator's weights \(it predates the EMA\)"):
-        gan.restore_generator(str(tmp / "old" / "ck"), weights="ema")
+        generate.restore_generator(str(tmp / "old" / "ck"), weights="ema")
     with pytest.raises(UserError, match=r"written with ema_decay=None, but this run has ema_decay=0\.999"):
         _run(small_images, _small_config(epochs=6), tmp, "old")
 
@@ -325,7 +331,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(straight_
     checkpoint.save(manager, 40, poisoned, record)
     manager.wait_until_finished()
     manager.close()
-    with pytest.raises(gan.NonFiniteLoss, match=r"d_loss became nan at step 41 \(epoch 5\).*step 40"):
+    with pytest.raises(loop.NonFinite, match=r"d_loss became nan at step 41 \(epoch 5\).*step 40"):
         _run(small_images, _small_config(epochs=6), tmp, "nan")
     manager = checkpoint.open_manager(tmp / "nan" / "ck", create=False)
     assert list(manager.all_steps()) == [40]
@@ -353,7 +359,7 @@ def _save_classifier(directory: pathlib.Path, dataset: str, num_images: int) -> 
     manager = checkpoint.open_manager(directory)
     # Initialised with SMALL_CLASSIFIER (the same shapes), whose jitted initialiser is compiled already.
     checkpoint.save(manager, 1, clf.init_state(jax.random.PRNGKey(0), SMALL_CLASSIFIER),
-                    clf.checkpoint_config(config, source="test idx", num_images=num_images))
+                    classifier_record(config, source="test idx", num_images=num_images))
     manager.wait_until_finished()
     manager.close()
 
@@ -367,9 +373,9 @@ def test_command_line_trains_samples_and_rejects_bad_input(small_images, tmp_pat
                     "--classifier-dir", str(tmp_path / "clf"),
                     "--workdir", str(run), "--checkpoint-dir", str(ck)])
     assert "step 20 scores (" in capsys.readouterr().out
-    assert len(jsonl.read(run / "metrics.jsonl")) == 20
+    assert len(files.read_jsonl(run / "metrics.jsonl")) == 20
     # Scored at both checkpoints on the classifier's 64 held-out images (0.1 of 640).
-    scores = jsonl.read(run / "scores.jsonl")
+    scores = files.read_jsonl(run / "scores.jsonl")
     assert [(r["step"], r["num_samples"]) for r in scores] == [(10, 64), (20, 64)]
     assert all(np.isfinite(r[k]) for r in scores for k in SCORE_KEYS)
     assert (run / "scores.png").is_file()

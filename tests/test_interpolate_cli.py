@@ -17,16 +17,23 @@ import pytest
 
 from experiments import _cli
 from experiments import interpolate as cli
-from jaxgan import checkpoint
-from jaxgan import interpolate as interp
+from jaxgan.classifier import restore as classifier_restore
+from jaxgan.classifier import steps as clf
+from jaxgan.classifier.train import checkpoint_record as classifier_record
+from jaxgan.configs.classifier import ClassifierConfig
+from jaxgan.configs.gan import KIND, GANConfig
 from jaxgan.data.images import load_images
-from jaxgan.train import classifier as clf
-from jaxgan.train.gan import KIND, GANConfig, decode, init_state, restore_generator, train
+from jaxgan.gan import interpolate as interp
+from jaxgan.gan.generate import restore_generator
+from jaxgan.gan.steps import init_state
+from jaxgan.gan.train import train_and_evaluate as train
+from jaxgan.models.gan import decode
+from jaxgan.runtime import checkpoint
 
 # The reproduce test's tiny GAN, so a suite running both compiles its epoch once.
 TINY_GAN = GANConfig(gen_features=(32, 64), disc_features=(64, 32), epochs=1, batch_size=64,
                      sample_every=1, checkpoint_every=1, seed=0)
-TINY_CLASSIFIER = clf.ClassifierConfig(conv1=4, conv2=8, hidden=16)
+TINY_CLASSIFIER = ClassifierConfig(conv1=4, conv2=8, hidden=16)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +51,7 @@ def classifier_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("classifier")
     state = clf.init_state(jax.random.PRNGKey(0), TINY_CLASSIFIER)
     manager = checkpoint.open_manager(directory)
-    checkpoint.save(manager, 1, state, clf.checkpoint_config(TINY_CLASSIFIER, source="none", num_images=0))
+    checkpoint.save(manager, 1, state, classifier_record(TINY_CLASSIFIER, source="none", num_images=0))
     manager.wait_until_finished()
     manager.close()
     return directory
@@ -88,11 +95,16 @@ def test_random_pairs_without_a_classifier_write_figure_and_json(gan_dir, tmp_pa
     np.testing.assert_array_equal(latents[:, [0, -1]], want)
 
 
+def _stand_in_loader(directory, step=None):
+    """``load_classify_fn`` of a test: the stand-in classifier, whatever the directory."""
+    return _stand_in_classify
+
+
 def test_classifier_checked_rows_end_in_different_confident_classes(gan_dir, classifier_dir, tmp_path,
                                                                     monkeypatch):
     """With a classifier every row's ends differ in class, both >= threshold; the JSON remakes the row."""
     # A real classifier directory (the script checks it), whose restored model the stand-in replaces.
-    monkeypatch.setattr(interp, "load_classify_fn", lambda directory, step=None: _stand_in_classify)
+    monkeypatch.setattr(classifier_restore, "load_classify_fn", _stand_in_loader)
     out = tmp_path / "rows.png"
     cli.main(["--checkpoint-dir", str(gan_dir), "--classifier-dir", str(classifier_dir), "--pairs", "3",
               "--steps", "5", "--mode", "slerp", "--threshold", "0.9", "--out", str(out)])
@@ -111,7 +123,7 @@ def test_weights_flag_picks_the_generator_that_draws_the_rows(gan_dir, pre_ema_d
                                                              monkeypatch):
     """--weights raw decodes with the raw generator (its classes remake the row); a checkpoint from
     before the EMA draws with its raw generator by default."""
-    monkeypatch.setattr(interp, "load_classify_fn", lambda directory, step=None: _stand_in_classify)
+    monkeypatch.setattr(classifier_restore, "load_classify_fn", _stand_in_loader)
     argv = ["--classifier-dir", str(classifier_dir), "--pairs", "2", "--steps", "3", "--threshold", "0.9"]
     remade = {}
     for weights in ("raw", "ema"):
@@ -131,7 +143,7 @@ def test_weights_flag_picks_the_generator_that_draws_the_rows(gan_dir, pre_ema_d
 
 def test_a_restored_classifier_gives_probabilities(classifier_dir):
     """load_classify_fn turns a classifier checkpoint into images [B, 28, 28] -> probs [B, 10]."""
-    probs = np.asarray(interp.load_classify_fn(str(classifier_dir))(jnp.zeros((3, 28, 28))))
+    probs = np.asarray(classifier_restore.load_classify_fn(str(classifier_dir))(jnp.zeros((3, 28, 28))))
     assert probs.shape == (3, 10)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from experiments import _cli
-from jaxgan import checkpoint
 from jaxgan.errors import UserError
-from jaxgan.train import palindrome as pal
+from jaxgan.palindrome import steps, sweep
+from jaxgan.runtime import checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -85,11 +85,29 @@ def test_two_processes_split_the_runs_and_sweep_like_one(runs):
     assert reports[0]["local_runs"] == [0, 1, 2, 3] and reports[1]["local_runs"] == [4, 5, 6, 7]
 
 
+def test_a_signal_to_one_process_stops_every_process_at_the_same_saved_chunk(runs):
+    """Process 1 alone gets SIGTERM after the first chunk: both processes stop there (the decision is
+    agreed across processes), with one checkpoint of epoch 1 that both wrote, and a second call of each
+    resumes it and ends where the one-process study ends."""
+    single = _load(runs / "single.json")
+    assert single["stopped"] is None
+    reports = [_load(runs / f"process{i}.json") for i in range(2)]
+    where = runs / "study-distributed" / "rnn-scalar"
+    for report in reports:
+        message = (f"SIGTERM received: saved rnn/scalar at epoch 1 in {where}; the same command resumes "
+                   f"from there")
+        assert report["stopped"] == {"signum": 15, "message": message}
+        for name, values in single["study_metrics"].items():
+            np.testing.assert_allclose(report["study_metrics"][name], values, rtol=1e-5, atol=1e-6,
+                                       err_msg=name)
+    assert sorted(p.name for p in where.iterdir() if p.name.isdigit()) == ["1", "2"]
+
+
 def test_checkpoint_of_two_processes_restores_in_one(runs):
-    config = pal.PalindromeConfig(model="rnn", hidden=8, num_examples=64, batch_size=16, max_length=6)
+    config = steps.run_config("rnn", max_length=6, hidden=8, num_examples=64, batch_size=16)
     seeds = np.asarray([s for _ in worker.LENGTHS for s in worker.SEEDS], np.int32)
     lengths = np.asarray([t for t in worker.LENGTHS for _ in worker.SEEDS], np.int32)
-    abstract, _ = jax.eval_shape(lambda: pal.init_sweep(seeds, lengths, config))
+    abstract, _ = jax.eval_shape(lambda: sweep.init_sweep(seeds, lengths, config))
     manager = checkpoint.open_manager(runs / "checkpoint", create=False)
     try:
         # Written from 4 devices of 2 processes, restored with a target that names no devices:

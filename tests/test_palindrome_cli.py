@@ -9,9 +9,11 @@ import pytest
 
 from experiments import _cli
 from experiments import palindrome as script
-from jaxgan import checkpoint, palindrome_study
-from jaxgan.palindrome_study import CHECKPOINT_KIND, sweep_target
-from jaxgan.train.palindrome import METRICS, PalindromeConfig
+from jaxgan.palindrome import train as palindrome_train
+from jaxgan.palindrome.steps import METRICS, run_config
+from jaxgan.palindrome.train import KIND as CHECKPOINT_KIND
+from jaxgan.palindrome.train import sweep_target
+from jaxgan.runtime import checkpoint
 
 TINY_FLAGS = ["--hidden", "8", "--num-examples", "64", "--batch-size", "16", "--chunk-epochs", "1"]
 
@@ -39,7 +41,7 @@ def test_tiny_run_writes_results_figures_summary_and_checkpoints(tmp_path, capsy
     # A checkpoint after every chunk (of 1 epoch); the newest holds the final stacked state and
     # every epoch's metrics, exactly those of results.json; its config names the sweep.
     assert sorted(p.name for p in (ckdir / "lstm-scalar").iterdir() if p.name.isdigit()) == ["1", "2"]
-    config = PalindromeConfig(model="lstm", hidden=8, num_examples=64, batch_size=16, max_length=4)
+    config = run_config("lstm", max_length=4, hidden=8, num_examples=64, batch_size=16)
     manager = checkpoint.open_manager(ckdir / "lstm-scalar", create=False)
     state, saved = checkpoint.restore(manager, sweep_target(config, [3, 4], [0, 1], 2), kind=CHECKPOINT_KIND)
     assert saved["lengths"] == [3, 4] and saved["seeds"] == [0, 1] and saved["model"] == "lstm"
@@ -119,7 +121,7 @@ def _run(tmp_path, name, flags, capsys):
 
 def _sigterm_after_chunks(monkeypatch, when: set[tuple[str, int]]):
     """Makes the study send itself SIGTERM as the chunks ``(label, epochs done)`` finish training."""
-    real = palindrome_study.sweep_chunks
+    real = palindrome_train.sweep_chunks
 
     def chunks(runs, data, config, epochs, **kwargs):
         """The real chunks; a real SIGTERM to this process at the chosen ones."""
@@ -128,7 +130,7 @@ def _sigterm_after_chunks(monkeypatch, when: set[tuple[str, int]]):
                 os.kill(os.getpid(), signal.SIGTERM)
             yield done, trained, metrics
 
-    monkeypatch.setattr(palindrome_study, "sweep_chunks", chunks)
+    monkeypatch.setattr(palindrome_train, "sweep_chunks", chunks)
 
 
 def test_sigterm_checkpoints_exits_143_and_the_next_run_resumes_to_the_same_results(tmp_path, monkeypatch,
@@ -164,7 +166,7 @@ def test_sigterm_checkpoints_exits_143_and_the_next_run_resumes_to_the_same_resu
 
 def test_a_non_finite_loss_stops_without_saving_and_names_the_epoch_and_checkpoint(tmp_path, monkeypatch,
                                                                                   capsys):
-    real = palindrome_study.sweep_chunks
+    real = palindrome_train.sweep_chunks
 
     def chunks(*args, **kwargs):
         """The real chunks, with run 3's training loss of epoch 2 turned into NaN."""
@@ -174,7 +176,7 @@ def test_a_non_finite_loss_stops_without_saving_and_names_the_epoch_and_checkpoi
                 metrics["train_loss"][3, -1] = np.nan
             yield done, trained, metrics
 
-    monkeypatch.setattr(palindrome_study, "sweep_chunks", chunks)
+    monkeypatch.setattr(palindrome_train, "sweep_chunks", chunks)
     code, _, err = _run(tmp_path, "nan", RESUME_FLAGS, capsys)
     ck = tmp_path / "nan" / "c" / "rnn-scalar"
     assert code == 2

@@ -9,20 +9,19 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgan.train.palindrome import (
+from jaxgan.palindrome.steps import (
     METRICS,
-    PalindromeConfig,
     epoch_batches,
     init_run,
     rmsprop_torch,
+    run_config,
     run_key,
-    run_layout,
-    sweep,
     train_single,
     train_step,
 )
+from jaxgan.palindrome.sweep import run_layout, sweep
 
-TINY = PalindromeConfig(hidden=16, num_examples=256, batch_size=32)
+TINY = run_config(hidden=16, num_examples=256, batch_size=32)
 
 
 def test_rmsprop_follows_pytorch_semantics():
@@ -62,7 +61,7 @@ def test_one_step_changes_every_parameter_and_compiles_once(model):
 
 
 def test_lstm_learns_length_5():
-    config = PalindromeConfig(model="lstm", max_length=5)
+    config = run_config("lstm", max_length=5)
     _, metrics = train_single(config, 5, seed=0, epochs=40)
     assert metrics["val_acc"][-1] >= 0.95, metrics["val_acc"]
     assert metrics["train_loss"][-1] < metrics["train_loss"][0] / 4

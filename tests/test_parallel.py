@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from jaxgan import parallel
+from jaxgan.runtime import parallel
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from simulated_devices import worker_env

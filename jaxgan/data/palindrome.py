@@ -46,11 +46,6 @@ def encode(digits: jax.Array, encoding: str) -> jax.Array:
     raise ValueError(f"unknown encoding {encoding!r}; choose from {ENCODINGS}")
 
 
-def input_size(encoding: str) -> int:
-    """Features per time step for an encoding."""
-    return {"scalar": 1, "onehot": NUM_DIGITS}[encoding]
-
-
 def split_sizes(num: int, val_fraction: float) -> tuple[int, int]:
     """(train, validation) sizes; validation gets round(num * val_fraction)."""
     num_val = round(num * val_fraction)

@@ -12,6 +12,7 @@ patches times a dense kernel [9 * C_in, C_out] (the same function and parameter 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
+PREDICT_BATCH = 500  # images per batch of an inference pass (lax.map's batch_size)
 
 
 def patches_3x3_stride2(x: jax.Array) -> jax.Array:
@@ -80,3 +82,44 @@ def classifier_for(variables: Mapping[str, Any], dropout: float = 0.0) -> Classi
                           hidden=params["hidden"]["kernel"].shape[-1], dropout=dropout)
     except (KeyError, TypeError) as err:
         raise ValueError(f"these variables are not a digit classifier's (missing {err})") from None
+
+
+# Inference: the forward passes that judge images, for any saved classifier.
+
+
+def to_model_input(images: jax.Array) -> jax.Array:
+    """uint8 [..., 28, 28] in 0..255 -> float32 in [-1, 1]; float input is taken as already in [-1, 1]."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 127.5 - 1.0
+    return images.astype(jnp.float32)
+
+
+def _forward(variables: Mapping[str, Any], images: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """(logits [N, 10], features [N, F]) of images [N, 28, 28] or [N, 784], ``batch_size`` at a time."""
+    model = classifier_for(variables)
+    images = to_model_input(jnp.reshape(images, (images.shape[0], IMAGE_SIZE, IMAGE_SIZE)))
+
+    def one(image):
+        """Logits [10] and features [F] of one image (``lax.map`` batches it)."""
+        logits, features = model.apply(variables, image[None], method=Classifier.logits_and_features)
+        return logits[0], features[0]
+
+    return jax.lax.map(one, images, batch_size=min(batch_size, images.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size",))
+def predict(variables: Mapping[str, Any], images: jax.Array,
+            batch_size: int = PREDICT_BATCH) -> tuple[jax.Array, jax.Array]:
+    """Class probabilities [N, 10] and penultimate features [N, F] for images [N, 28, 28] (or [N, 784]).
+
+    Images are uint8 in 0..255 or float in [-1, 1] (a generator's tanh output). Pure and jitted,
+    so it also runs inside a caller's jit.
+    """
+    logits, features = _forward(variables, images, batch_size)
+    return jax.nn.softmax(logits), features
+
+
+def predict_logits(variables: Mapping[str, Any], images: jax.Array,
+                   batch_size: int = PREDICT_BATCH) -> jax.Array:
+    """Logits [N, 10] of images [N, 28, 28] (uint8, or float in [-1, 1]), evaluation mode."""
+    return _forward(variables, images, batch_size)[0]

@@ -1,7 +1,8 @@
 """The study's MLP GAN: Generator (latent -> 784 pixels in [-1, 1]) and Discriminator (784 -> logit).
 
 Images travel flat: the generator returns ``[B, 784]`` and the discriminator flattens
-whatever trailing shape it gets (``[B, 28, 28]`` or ``[B, 784]``).
+whatever trailing shape it gets (``[B, 28, 28]`` or ``[B, 784]``). ``decode`` is the
+inference forward pass: eval-mode images [n, 28, 28] from latents, for any saved generator.
 
 Both follow the PyTorch template the study used, including its defaults where the study
 is silent: Linear layers start from PyTorch's default initialisation (weights and biases
@@ -10,6 +11,7 @@ uniform in +-1/sqrt(fan_in)), and BatchNorm has BatchNorm1d's semantics (see ``B
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -101,3 +103,27 @@ class Discriminator(nn.Module):
             x = nn.leaky_relu(x, LEAK)
         x = torch_dense(1, x.shape[-1], name=f"dense{len(self.features) + 1}")(x)
         return x[:, 0]
+
+
+# Inference: the forward pass that turns latents into images, for any saved generator.
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _generate(generator: Generator, variables: dict, noise: jax.Array) -> jax.Array:
+    """Eval-mode generator forward pass: noise [n, latent] -> [n, 784]."""
+    return generator.apply(variables, noise, train=False)
+
+
+def decode(gen_variables: dict, noise: jax.Array) -> jax.Array:
+    """Eval-mode images float32 [n, 28, 28] in [-1, 1] from latents [n, latent] (e.g. an interpolation)."""
+    params = gen_variables["params"]
+    depth = len([name for name in params if name.startswith("dense")])
+    # The layer sizes are read off the weights, so any saved generator decodes without its config.
+    features = tuple(params[f"dense{i}"]["kernel"].shape[1] for i in range(1, depth))
+    images = _generate(Generator(features=features), gen_variables, jnp.asarray(noise, jnp.float32))
+    return images.reshape(-1, *IMAGE_SHAPE)
+
+
+def latent_dim_of(gen_params: dict) -> int:
+    """The latent size a generator's parameters expect."""
+    return int(gen_params["dense1"]["kernel"].shape[0])

@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from jaxgan.runtime import files
+
 
 def grid_image(images: np.ndarray, nrow: int, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
     """Tiles images [n, H, W] in [-1, 1] into one float [rows*(H+pad)+pad, nrow*(W+pad)+pad] in [0, 1].
@@ -38,9 +40,8 @@ def save_grid(images: np.ndarray, path: str, nrow: int | None = None, scale: int
 
     nrow = nrow or int(np.ceil(np.sqrt(len(images))))
     grid = np.kron(grid_image(images, nrow), np.ones((scale, scale), np.float32))
-    tmp = f"{path}.tmp"
-    matplotlib.image.imsave(tmp, grid, cmap="gray", vmin=0.0, vmax=1.0, format="png")
-    os.replace(tmp, path)
+    files.write_atomic(path, lambda f: matplotlib.image.imsave(f, grid, cmap="gray", vmin=0.0, vmax=1.0,
+                                                               format="png"), binary=True)
 
 
 def grid_files(samples_dir: str) -> list[tuple[int, str]]:
@@ -72,16 +73,14 @@ def progress_figure(samples_dir: str, path: str) -> None:
         ax.set_title(f"{label}: step {step}")
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    files.save_figure(fig, path, dpi=120)
 
 
 def loss_figure(metrics_path: str, path: str) -> None:
     """Plots per-epoch means of the losses and of D(x), D(G(z)) from a metrics.jsonl file."""
     from matplotlib.figure import Figure
 
-    from jaxgan import jsonl
-
-    records = jsonl.read(metrics_path)
+    records = files.read_jsonl(metrics_path)
     if not records:
         return
     keys, index = np.unique([r["epoch"] for r in records], return_inverse=True)
@@ -105,7 +104,7 @@ def loss_figure(metrics_path: str, path: str) -> None:
     ax.set_ylim(0, 1)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    files.save_figure(fig, path, dpi=120)
 
 
 def scores_figure(scores_path: str, path: str) -> None:
@@ -113,9 +112,7 @@ def scores_figure(scores_path: str, path: str) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    from jaxgan import jsonl
-
-    records = jsonl.read(scores_path)
+    records = files.read_jsonl(scores_path)
     if not records:
         return
     steps = [r["step"] for r in records]
@@ -141,4 +138,4 @@ def scores_figure(scores_path: str, path: str) -> None:
         ax.legend()
     fig.suptitle(f"Scores of {records[0]['num_samples']} samples at each checkpoint")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    files.save_figure(fig, path, dpi=120)

@@ -5,9 +5,9 @@ Drawn on a ``matplotlib.figure.Figure`` with the Agg canvas (never pyplot), impo
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from jaxgan.runtime import files
 
 
 def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: str = "") -> str:
@@ -33,7 +33,4 @@ def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-    return path
+    return files.save_figure(fig, path, dpi=100)

@@ -1,14 +1,16 @@
-"""Part 1 figures from results.json: curves per length, and final accuracy against length."""
+"""Part 1 figures from a results dict: curves per length, and accuracy and learning speed against length.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn by the Agg canvas (never pyplot, so no
+backend is chosen for the process), and matplotlib is imported only when one is drawn.
+"""
 
 from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+
+from jaxgan.runtime import files
 
 COLORS = {"train": "tab:blue", "val": "tab:orange"}
 
@@ -21,9 +23,11 @@ def _curves(runs: list[dict], name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def curves_figure(results: dict, length: int, encoding: str):
     """Accuracy (top) and loss (bottom), train and validation, one column per model."""
+    from matplotlib.figure import Figure
+
     models = results["config"]["models"]
-    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6), squeeze=False,
-                             sharex=True, sharey="row")
+    fig = Figure(figsize=(4.2 * len(models), 6))
+    axes = fig.subplots(2, len(models), squeeze=False, sharex=True, sharey="row")
     for col, model in enumerate(models):
         runs = [r for r in results["runs"]
                 if r["model"] == model and r["length"] == length and r["encoding"] == encoding]
@@ -36,53 +40,76 @@ def curves_figure(results: dict, length: int, encoding: str):
                 ax.fill_between(epochs, mean - std, mean + std, color=COLORS[split], alpha=0.25)
             ax.set_ylabel("accuracy" if metric == "acc" else "cross-entropy")
             ax.grid(alpha=0.3)
-        axes[0, col].set_title(f"{model.upper()}, T={length} ({len(runs)} seeds)")
+        seeds = f"{len(runs)} seeds" if len(runs) > 1 else "1 seed"
+        axes[0, col].set_title(f"{model.upper()}, T={length} ({seeds})")
         axes[0, col].set_ylim(0, 1.02)
         axes[1, col].set_xlabel("epoch")
     axes[0, 0].legend(loc="lower right")
-    fig.suptitle(f"Palindromes of {length} input digits, {encoding} encoding: mean ± std over seeds")
+    band = ": mean ± std over seeds" if len(runs) > 1 else ""
+    fig.suptitle(f"Palindromes of {length} input digits, {encoding} encoding{band}")
     fig.tight_layout()
     return fig
 
 
-def final_accuracy_figure(results: dict):
-    """Final validation accuracy against input length, one line per model and encoding."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    lengths = sorted({r["length"] for r in results["runs"]})
-    for encoding in results["config"]["encodings"]:
-        for model in results["config"]["models"]:
-            finals = np.array([[r["final_val_acc"] for r in results["runs"] if r["model"] == model
-                                and r["encoding"] == encoding and r["length"] == t] for t in lengths])
+def length_figure(rows: list[dict], epochs: int, models: list[str], encodings: list[str]):
+    """Against the input length T, one line per model and encoding: the final validation accuracy
+    (left) and the first epoch at which a run reached 99% (right), each the mean over seeds with a
+    ±1 std band. ``rows`` are ``summary.summary_rows``; a length where no seed reached 99% has no
+    point on the right, and one where only some did says how many."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
+    for encoding in encodings:
+        for model in models:
+            mine = sorted((r for r in rows if r["model"] == model and r["encoding"] == encoding),
+                          key=lambda r: r["length"])
+            if not mine:
+                continue
+            lengths = np.array([r["length"] for r in mine])
+            finals = [np.array(list(r["per_seed"].values())) for r in mine]
             style = "-" if encoding == "scalar" else "--"
-            ax.errorbar(lengths, finals.mean(1), yerr=finals.std(1), linestyle=style, marker="o",
-                        capsize=3, label=f"{model.upper()} ({encoding})")
-    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
-    ax.set_xticks(lengths)
-    ax.set_xlabel("input length T")
-    ax.set_ylabel("final validation accuracy")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+            label = f"{model.upper()} ({encoding})"
+            mean, std = np.array([f.mean() for f in finals]), np.array([f.std() for f in finals])
+            line, = left.plot(lengths, mean, style, marker="o", label=label)
+            left.fill_between(lengths, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            reached = [np.array([e for e in r["converged"] if e is not None], float) for r in mine]
+            has = np.array([e.size > 0 for e in reached])
+            if has.any():
+                mean = np.array([e.mean() for e in reached if e.size])
+                std = np.array([e.std() for e in reached if e.size])
+                right.plot(lengths[has], mean, style, marker="o", color=line.get_color(), label=label)
+                right.fill_between(lengths[has], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+                for t, e, r in zip(lengths[has], mean, (r for r, h in zip(mine, has, strict=True) if h),
+                                   strict=True):
+                    if len(r["converged"]) > sum(x is not None for x in r["converged"]):
+                        count = sum(x is not None for x in r["converged"])
+                        right.annotate(f"{count}/{len(r['converged'])}", (t, e), textcoords="offset points",
+                                       xytext=(0, 6), ha="center", fontsize=7, color=line.get_color())
+    left.axhline(0.1, color="grey", linewidth=0.8, linestyle=":", label="chance")
+    left.set_ylabel("final validation accuracy")
+    left.set_ylim(0, 1.05)
+    right.set_ylabel("first epoch at 99% validation accuracy")
+    right.set_ylim(0, epochs * 1.05)
+    right.set_title("runs that never reach 99% are left out (n/N: how many did)", fontsize=8)
+    for ax in (left, right):
+        ax.set_xlabel("input length T")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:  # the right panel is empty when no run reached 99%
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def save_all(results: dict, workdir: str) -> list[str]:
-    """Saves every Part 1 figure as PNG into ``workdir``; returns the paths."""
+def save_all(results: dict, rows: list[dict], workdir: str) -> list[str]:
+    """Saves every Part 1 figure as PNG into ``workdir``; returns the paths. ``rows``: ``summary_rows``."""
+    config = results["config"]
     paths = []
     lengths = sorted({r["length"] for r in results["runs"]})
-    for encoding in results["config"]["encodings"]:
+    for encoding in config["encodings"]:
         for length in lengths:
-            paths.append(_save(curves_figure(results, length, encoding),
-                               os.path.join(workdir, f"curves_T{length}_{encoding}.png")))
-    paths.append(_save(final_accuracy_figure(results), os.path.join(workdir, "final_accuracy.png")))
+            path = os.path.join(workdir, f"curves_T{length}_{encoding}.png")
+            paths.append(files.save_figure(curves_figure(results, length, encoding), path, dpi=110))
+    figure = length_figure(rows, config["epochs"], config["models"], config["encodings"])
+    paths.append(files.save_figure(figure, os.path.join(workdir, "final_accuracy.png"), dpi=110))
     return paths
-
-
-def _save(fig, path: str) -> str:
-    """Saves and closes a figure through a temporary file."""
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path

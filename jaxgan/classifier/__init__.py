@@ -1,0 +1,1 @@
+"""The digit classifier that judges GAN samples (steps, train, restore)."""

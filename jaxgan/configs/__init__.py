@@ -1,0 +1,1 @@
+"""Every setting, defined once: one frozen dataclass per experiment (see ``base`` for what fields carry)."""

@@ -1,0 +1,174 @@
+"""What every config shares: fields that carry their own help, flag and bounds, one check, one record.
+
+A config is a frozen dataclass (hashable, so a jitted function can take it as a static
+argument) whose fields are made with ``setting(default, help, ...)``. Everything else is
+derived from those fields, so each setting is written once:
+
+- the command-line flag (``experiments._cli.add_config_flags``): its name, type, default and help;
+- ``check(config)``: bounds, choices and the float32 precision a value is used in, each broken
+  rule one ``UserError`` sentence that names the flag;
+- ``to_record(config, kind)`` / ``from_record(cls, record)``: the JSON record saved beside every
+  checkpoint, and back (a field an older record lacks takes its ``legacy`` value, what the code
+  that wrote the record did);
+- ``resume_keys(cls)``: the fields a checkpoint must share with a run that resumes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from jaxgan.errors import UserError
+
+_NO_LEGACY = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A field's help text, flag and rules (see ``setting``)."""
+
+    help: str
+    flag: str | None
+    minimum: float | None = None
+    maximum: float | None = None
+    below: float | None = None  # an exclusive upper bound
+    above: float | None = None  # an exclusive lower bound
+    choices: tuple | None = None
+    item: str | None = None  # for a tuple: what one element is called in messages
+    resume: bool = True
+    legacy: Any = _NO_LEGACY
+    cli: dict | None = None  # extra argparse keyword arguments (type, nargs, choices, metavar)
+    parse: Callable[[Any], Any] | None = None  # the parsed flag value -> the field value
+
+
+def setting(default: Any, help: str, *, flag: str | None = "", minimum: float | None = None,
+            maximum: float | None = None, below: float | None = None, above: float | None = None,
+            choices: Sequence | None = None, item: str | None = None, resume: bool = True,
+            legacy: Any = _NO_LEGACY, cli: dict | None = None,
+            parse: Callable[[Any], Any] | None = None) -> Any:
+    """A dataclass field with its rules: ``minimum``/``maximum`` (inclusive), ``above``/``below``
+    (exclusive, checked in float32 for floats), ``choices``; for tuples every element is checked.
+
+    ``flag`` is the command-line flag (default: ``--`` and the name with dashes; None: no flag).
+    ``resume=False`` fields may differ between a checkpoint and the run that resumes it.
+    ``legacy`` is the value a record written before the field existed stands for.
+    """
+    spec = Spec(help=help, flag=flag, minimum=minimum, maximum=maximum, below=below, above=above,
+                choices=None if choices is None else tuple(choices), item=item, resume=resume,
+                legacy=legacy, cli=cli, parse=parse)
+    return dataclasses.field(default=default, metadata={"spec": spec})
+
+
+def spec_of(field: dataclasses.Field) -> Spec | None:
+    """The field's Spec, or None for a field made without ``setting``."""
+    return field.metadata.get("spec")
+
+
+def flag_of(field: dataclasses.Field) -> str | None:
+    """The field's command-line flag (``--batch-size`` for ``batch_size``), or None."""
+    spec = spec_of(field)
+    if spec is None or spec.flag is None:
+        return None
+    return spec.flag or "--" + field.name.replace("_", "-")
+
+
+def _as_float32(value: float) -> float:
+    """``value`` as the float32 the device computes with."""
+    return float(np.float32(value))
+
+
+def _check_value(name: str, value: Any, spec: Spec, is_float: bool) -> None:
+    """Raises UserError for the first rule ``value`` breaks; ``name`` is how the message calls it."""
+    if spec.choices is not None and value not in spec.choices:
+        raise UserError(f"unknown {name} {value!r}; choose from {', '.join(map(str, spec.choices))}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if is_float and not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number, not {value}")
+    used = _as_float32(value) if is_float else value
+    # A rule broken only in float32 is named as such: 0.99999999 is 1.0 there, which is not below 1.
+    shown = f"{value}" if used == value else f"{value} (which is {used} in float32, the precision used)"
+    low, high = spec.minimum, spec.maximum
+    if spec.item is not None and low is not None and high is not None and not low <= used <= high:
+        raise UserError(f"{name} {value} is out of range: it must be between {low:g} and {high:g}")
+    if low is not None and used < low:
+        raise UserError(f"{name} must be at least {low:g}, not {shown}")
+    if high is not None and used > high:
+        raise UserError(f"{name} must be at most {high:g}, not {shown}")
+    if spec.above is not None and not used > spec.above:
+        raise UserError(f"{name} must be above {spec.above:g}, not {shown}")
+    if spec.below is not None and not used < spec.below:
+        raise UserError(f"{name} must be below {spec.below:g}, not {shown}")
+
+
+def _is_float_field(cls: type, field: dataclasses.Field) -> bool:
+    """Whether a field holds floats (so its bounds are checked in float32)."""
+    hint = typing.get_type_hints(cls)[field.name]
+    return hint is float or float in typing.get_args(hint)
+
+
+def check(config: Any) -> None:
+    """Raises one UserError for the first field of ``config`` that breaks its rules (see ``setting``)."""
+    for field in dataclasses.fields(config):
+        spec = spec_of(field)
+        if spec is None:
+            continue
+        value = getattr(config, field.name)
+        name = flag_of(field) or field.name
+        is_float = _is_float_field(type(config), field)
+        if isinstance(value, tuple) and spec.item is not None:
+            if not value:
+                raise UserError(f"{name} needs at least one value")
+            for element in value:
+                _check_value(spec.item, element, spec, is_float)
+        else:
+            _check_value(name, value, spec, is_float)
+
+
+def to_record(config: Any, kind: str | None = None) -> dict:
+    """The config as JSON-ready fields (tuples as lists), with ``kind`` first when given."""
+    fields = {f.name: _jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    return fields if kind is None else {"kind": kind, **fields}
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples (also nested) as lists."""
+    return [_jsonable(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+def _tupled(value: Any) -> Any:
+    """Lists (also nested) as tuples, so a config rebuilt from JSON stays hashable."""
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def from_record(cls: type, record: dict) -> Any:
+    """Rebuilds a config from ``to_record`` output; unknown keys are ignored, and a field the record
+    lacks takes its ``legacy`` value (or the default when the field has none)."""
+    values = {}
+    for field in dataclasses.fields(cls):
+        if field.name in record:
+            values[field.name] = _tupled(record[field.name])
+        elif spec_of(field) is not None and spec_of(field).legacy is not _NO_LEGACY:
+            values[field.name] = spec_of(field).legacy
+    return cls(**values)
+
+
+def resume_keys(cls: type) -> list[str]:
+    """Fields a checkpoint must share with the run that resumes it."""
+    return [f.name for f in dataclasses.fields(cls) if spec_of(f) is None or spec_of(f).resume]
+
+
+def with_legacy(cls: type, record: dict) -> dict:
+    """``record`` with every field it lacks filled in with that field's ``legacy`` value (JSON-ready), so
+    a record written before a field existed compares equal to a run that has the old behaviour."""
+    filled = dict(record)
+    for field in dataclasses.fields(cls):
+        spec = spec_of(field)
+        if field.name not in filled and spec is not None and spec.legacy is not _NO_LEGACY:
+            filled[field.name] = _jsonable(spec.legacy)
+    return filled

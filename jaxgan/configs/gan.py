@@ -1,0 +1,86 @@
+"""Part 2's settings: the study's MLP GAN, and the interpolation drawn from a trained one.
+
+    python -m experiments.train_gan --dataset digits --epochs 30
+
+trains the study's GAN (Adam lr 2e-4, batch 64, latent 100) on scikit-learn's digits, offline,
+in a few minutes on a CPU: the last grid in ``runs/gan/samples/`` shows digit-like shapes. The
+study's own run is ``--dataset mnist`` (after ``python -m experiments.prepare_mnist``) with the
+default 200 epochs. ``get_config()`` returns the defaults.
+
+    python -m experiments.interpolate --checkpoint-dir checkpoints/gan
+
+draws ``InterpolationConfig``'s rows from the newest checkpoint of that run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jaxgan.configs.base import check, setting
+from jaxgan.errors import UserError
+from jaxgan.models.gan import DISC_FEATURES, GEN_FEATURES
+
+KIND = "gan"
+INTERPOLATION_MODES = ("linear", "slerp")
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    """The run's settings (the study's by default)."""
+
+    latent_dim: int = setting(100, "size of the generator's noise input", minimum=1)
+    gen_features: tuple[int, ...] = setting(GEN_FEATURES, "generator layer widths", flag=None, minimum=1,
+                                            item="generator width")
+    disc_features: tuple[int, ...] = setting(DISC_FEATURES, "discriminator layer widths", flag=None,
+                                             minimum=1, item="discriminator width")
+    learning_rate: float = setting(2e-4, "Adam learning rate of both networks", flag="--lr", above=0.0)
+    b1: float = setting(0.5, "Adam beta1 (PyTorch's own default is 0.9)", minimum=0.0, below=1.0)
+    b2: float = setting(0.999, "Adam beta2", minimum=0.0, below=1.0)
+    # BatchNorm's statistics are over the whole (global) batch; over one example they are degenerate.
+    batch_size: int = setting(64, "real and fake images per step (at least 2: BatchNorm's statistics are "
+                              "over the batch); the last partial batch of each epoch is dropped", minimum=2)
+    epochs: int = setting(200, "total passes over the images; a resumed run continues up to this many",
+                          minimum=1, resume=False)
+    sample_every: int = setting(500, "save a 5x5 grid of the fixed noise every this many steps, and at the "
+                                "end", minimum=1, resume=False)
+    checkpoint_every: int = setting(5, "save a checkpoint every this many epochs, and at the end", minimum=1,
+                                    resume=False)
+    keep_checkpoints: int = setting(3, "how many of the newest checkpoints to keep", minimum=1, resume=False)
+    seed: int = setting(0, "seed of the initialisation, shuffling, noise and the fixed sample noise",
+                        minimum=0)
+    ema_decay: float = setting(0.999, "decay of the exponential moving average of the generator's weights, "
+                               "kept beside them; 0 disables it", minimum=0.0, below=1.0)
+
+    def validate(self) -> None:
+        """Raises one UserError for the first setting that is out of range (in float32 where it is used)."""
+        if self.batch_size == 1:  # PyTorch's BatchNorm1d refuses it in training too
+            raise UserError("the batch size must be at least 2: the generator's BatchNorm normalises over "
+                            "the batch, and over a single example it outputs its bias whatever the noise")
+        check(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class InterpolationConfig:
+    """Rows of images between latent pairs of a trained generator (the study's Task 3)."""
+
+    pairs: int = setting(4, "rows", minimum=1)
+    steps: int = setting(7, "images between the two ends of a row", minimum=1)
+    mode: str = setting("linear", "straight line or great circle between the ends",
+                        choices=INTERPOLATION_MODES)
+    threshold: float = setting(0.9, "confidence both ends need", minimum=0.0, maximum=1.0)
+    seed: int = setting(0, "seed of the latent pairs", minimum=0)
+
+    def validate(self) -> None:
+        """Raises one UserError for the first setting that is out of range."""
+        check(self)
+
+
+def get_config() -> GANConfig:
+    """The study's GAN settings."""
+    return GANConfig()
+
+
+def check_batch(batch_size: int, num_images: int) -> None:
+    """Raises UserError when a batch does not fit the image set (every step takes a full batch)."""
+    if batch_size > num_images:
+        raise UserError(f"the batch size {batch_size} is larger than the {num_images} images of the data set")

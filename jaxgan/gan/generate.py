@@ -1,0 +1,64 @@
+"""Part 2, inference: a trained generator restored from its checkpoint, and samples from it.
+
+``restore_generator(checkpoint_dir)`` reads the newest (or a given) checkpoint's generator,
+raw or EMA, into an abstract target; ``sample(variables, key, n)`` draws eval-mode images
+(``jaxgan.models.gan.decode`` turns any latents into images).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+
+from jaxgan.configs.base import from_record
+from jaxgan.configs.gan import KIND, GANConfig
+from jaxgan.errors import UserError
+from jaxgan.gan.steps import WEIGHTS, generator_variables, init_state
+from jaxgan.models.gan import decode, latent_dim_of
+from jaxgan.runtime import checkpoint
+
+
+def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str | None = None
+                      ) -> tuple[dict, dict]:
+    """A generator's variables ``{"params", "batch_stats"}`` and its run's config plus ``checkpoint_step``
+    and ``weights``.
+
+    ``weights`` is "ema" (the EMA of the generator's weights, with its own BatchNorm statistics),
+    "raw" (the generator as trained), or None: the EMA when the checkpoint keeps one, else raw.
+    Reads the newest (or the given) checkpoint into an abstract target from ``jax.eval_shape``,
+    built from the config saved beside it. A checkpoint written before the EMA existed gives
+    its raw generator; asking it (or one trained with ``ema_decay`` 0) for "ema" is a UserError.
+    """
+    if weights is not None and weights not in WEIGHTS:
+        raise UserError(f"unknown generator weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
+    checkpoint.check_kind(checkpoint_dir, KIND, label="GAN",
+                          hint="python -m experiments.train_gan writes those")
+    manager = checkpoint.open_manager(checkpoint_dir, create=False)
+    try:
+        step, record = checkpoint.read_config(manager, step)
+        predates_ema = "ema_decay" not in record
+        has_ema = not predates_ema and record["ema_decay"] > 0
+        weights = weights or ("ema" if has_ema else "raw")
+        if weights == "ema" and not has_ema:
+            why = "it predates the EMA" if predates_ema else "it was trained with ema_decay 0"
+            raise UserError(f"the checkpoint at step {step} in {checkpoint_dir} holds no EMA of the "
+                            f"generator's weights ({why}); use the raw weights")
+        config = from_record(GANConfig, record)
+        abstract = jax.eval_shape(functools.partial(init_state, config))
+        if predates_ema:  # the same tree without the EMA fields (Orbax matches a dict by field names)
+            abstract = {name: getattr(abstract, name) for name in ("gen", "disc", "step", "key")}
+        state, record = checkpoint.restore(manager, abstract, kind=KIND, step=step)
+    finally:
+        manager.close()
+    if predates_ema:
+        gen_variables = {"params": state["gen"].params, "batch_stats": state["gen"].batch_stats}
+    else:
+        gen_variables = generator_variables(state, weights)
+    return gen_variables, {**record, "checkpoint_step": step, "weights": weights}
+
+
+def sample(gen_variables: dict, key: jax.Array, n: int) -> jax.Array:
+    """``n`` eval-mode samples float32 [n, 28, 28] in [-1, 1] from standard normal noise of ``key``."""
+    noise = jax.random.normal(key, (n, latent_dim_of(gen_variables["params"])))
+    return decode(gen_variables, noise)

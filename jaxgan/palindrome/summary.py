@@ -1,0 +1,108 @@
+"""Part 1's results for people: the summary table, the epoch each run learned, and the files and figures.
+
+``summary_markdown(results)`` is the table ``experiments.palindrome`` prints and ``summary.md``
+holds; ``write_results(results, workdir)`` writes results.json, summary.md and the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from jaxgan.plotting import palindrome as plots
+from jaxgan.runtime import files, parallel
+
+CONVERGED = 0.99  # validation accuracy that counts as "learned"
+
+
+def epochs_to_converge(val_acc: Sequence[float]) -> int | None:
+    """First epoch (1-based) whose validation accuracy reaches CONVERGED, or None."""
+    hits = np.flatnonzero(np.asarray(val_acc) >= CONVERGED)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def lowest_after_converging(val_acc: Sequence[float]) -> float | None:
+    """The lowest validation accuracy from the epoch a run first reached CONVERGED on (None if it never
+    did): a run that learned and then fell back shows it here."""
+    first = epochs_to_converge(val_acc)
+    return None if first is None else float(np.min(np.asarray(val_acc)[first - 1:]))
+
+
+def summary_rows(results: dict) -> list[dict]:
+    """One row per (model, encoding, length): final val accuracy over seeds and convergence."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in results["runs"]:
+        groups.setdefault((run["encoding"], run["model"], run["length"]), []).append(run)
+    rows = []
+    for (encoding, model, length), runs in sorted(groups.items()):
+        finals = np.array([r["final_val_acc"] for r in runs])
+        rows.append({"encoding": encoding, "model": model, "length": length,
+                     "mean": float(finals.mean()), "std": float(finals.std()),
+                     "per_seed": {r["seed"]: r["final_val_acc"] for r in runs},
+                     "converged": [epochs_to_converge(r["val_acc"]) for r in runs],
+                     "lowest_after": [lowest_after_converging(r["val_acc"]) for r in runs]})
+    return rows
+
+
+def describe_setup(config: dict) -> str:
+    """One sentence naming the initialisation, the batch order and the encodings of a results config."""
+    init = config.get("init", "flax")
+    init_text = ("the study's initialisation (every weight and both biases of each gate from "
+                 "U(±1/√fan_in), as PyTorch's nn.Linear)" if init == "study" else
+                 "Flax's initialisation (LeCun-normal input weights, orthogonal recurrent weights, "
+                 "one zero bias per gate)")
+    order = ("batches reshuffled every epoch" if config.get("shuffle", True) else
+             "batches in one fixed order every epoch, as the study's loader")
+    encodings = " and ".join(config.get("encodings", ["scalar"]))
+    return f"Initialisation: {init_text}; {order}; {encodings} digits."
+
+
+def _mean_std(values: np.ndarray) -> str:
+    """``mean ± std`` over seeds, or the one value when there is one seed."""
+    return f"{values.mean():.3f}" if values.size == 1 else f"{values.mean():.3f} ± {values.std():.3f}"
+
+
+def summary_markdown(results: dict) -> str:
+    """Final validation accuracy (mean ± std over seeds) per model and length, as markdown, then
+    every seed with the epoch it first reached 99% and its lowest accuracy after that."""
+    rows = summary_rows(results)
+    lengths = sorted({r["length"] for r in rows})
+    seeds = results["config"]["seeds"]
+    spread = "" if len(seeds) == 1 else ", mean ± std over seeds " + ", ".join(map(str, seeds))
+    lines = [f"Final validation accuracy after {results['config']['epochs']} epochs{spread}. "
+             + describe_setup(results["config"]), "",
+             "| model | encoding | " + " | ".join(f"T={t}" for t in lengths) + " |",
+             "|" + "---|" * (len(lengths) + 2)]
+    for encoding in dict.fromkeys(r["encoding"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows if r["encoding"] == encoding):
+            cells = {r["length"]: r for r in rows if r["encoding"] == encoding and r["model"] == model}
+            lines.append(f"| {model} | {encoding} | " + " | ".join(
+                _mean_std(np.array(list(cells[t]["per_seed"].values()))) for t in lengths) + " |")
+    lines += ["", f"Per seed ({', '.join(map(str, seeds))}): the final validation accuracy, the first epoch "
+              f"at which it reached {CONVERGED:.0%} ('never' if it did not), and the lowest validation "
+              f"accuracy from that epoch on (a run that learned and fell back shows it).", "",
+              "| model | encoding | T | final accuracy | first epoch at 99% | lowest after |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        finals = ", ".join(f"{r['per_seed'][s]:.3f}" for s in seeds)
+        epochs = ", ".join("never" if e is None else str(e) for e in r["converged"])
+        lowest = ", ".join("-" if v is None else f"{v:.3f}" for v in r["lowest_after"])
+        lines.append(f"| {r['model']} | {r['encoding']} | {r['length']} | {finals} | {epochs} | {lowest} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, workdir: str) -> list[str]:
+    """Writes results.json, summary.md and the figures into ``workdir``; returns their paths.
+
+    In a multi-process run only process 0 writes (``parallel.is_writer``); the others return [].
+    """
+    if not parallel.is_writer():
+        return []
+    os.makedirs(workdir, exist_ok=True)
+    written = [files.write_text(os.path.join(workdir, "results.json"), json.dumps(results)),
+               files.write_text(os.path.join(workdir, "summary.md"), summary_markdown(results))]
+    written += plots.save_all(results, summary_rows(results), workdir)
+    return written

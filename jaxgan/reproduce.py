@@ -1,0 +1,301 @@
+"""The whole study in one call: Part 1 sweep, classifier, GAN, scores, interpolation, and REPORT.md.
+
+``reproduce(config, workdir=...)`` runs each stage in turn, timing it, and writes every output
+under ``workdir``: ``palindrome/``, ``classifier/``, ``gan/``, ``interpolation.png`` (+ .json),
+``scores.json`` and ``REPORT.md``, with all checkpoints under ``workdir/checkpoints`` so a run
+never touches the user's own. A rerun in the same workdir starts over: it removes the outputs
+and checkpoints an earlier run left there first. ``jaxgan.configs.reproduce`` holds the sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from jaxgan.classifier.restore import make_reference
+from jaxgan.classifier.steps import holdout_indices
+from jaxgan.classifier.train import train_and_evaluate as train_classifier
+from jaxgan.configs.reproduce import STUDY, ReproduceConfig
+from jaxgan.data.images import load_images
+from jaxgan.errors import UserError
+from jaxgan.gan import interpolate
+from jaxgan.gan.generate import sample
+from jaxgan.gan.steps import generator_variables, init_state, scored_weights
+from jaxgan.gan.train import train_and_evaluate as train_gan
+from jaxgan.models.classifier import predict
+from jaxgan.palindrome import summary
+from jaxgan.palindrome import train as palindrome
+from jaxgan.plotting.interpolation import rows_figure
+from jaxgan.runtime import files
+from jaxgan.scores import SCORE_SAMPLES, classifier_scores
+
+# What reproduce owns inside its workdir (removed before a rerun).
+_OWNED = ("palindrome", "classifier", "gan", "checkpoints", "interpolation.png", "interpolation.json",
+          "scores.json", "REPORT.md")
+# Pairs tried before the interpolation gives up on classifier-checked pairs (in the report, not silently).
+_PAIR_TRIES = 4096
+
+
+def _clear(workdir: str) -> None:
+    """Removes what an earlier reproduce run left in ``workdir``, and nothing else."""
+    for name in _OWNED:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def _palindrome_stage(config: ReproduceConfig, workdir: str, seed: int) -> dict:
+    """Part 1: the RNN/LSTM sweep over lengths x seeds, results and figures in ``workdir/palindrome``."""
+    study = dataclasses.replace(config.palindrome, seed=seed)
+    results = palindrome.train_and_evaluate(study, os.path.join(workdir, "palindrome"),
+                                            os.path.join(workdir, "checkpoints", "palindrome"))
+    return {"summary": summary.summary_markdown(results),
+            "figures": [p for p in results["written"] if p.endswith(".png")]}
+
+
+def _classifier_stage(image_set, config: ReproduceConfig, workdir: str, seed: int, dataset: str,
+                      split: str) -> dict:
+    """The digit classifier on the image source: its variables, config, held-out accuracy, and the
+    ``Reference`` (features of up to SCORE_SAMPLES held-out images) every score is measured against.
+    """
+    if image_set.labels is None:
+        raise UserError(f"{image_set.source} has no labels; the classifier needs labelled digits")
+    config = dataclasses.replace(config.classifier, seed=seed, dataset=dataset, split=split)
+    checkpoint_dir = os.path.join(workdir, "checkpoints", "classifier")
+    variables, summary = train_classifier(image_set.images, image_set.labels, config,
+                                          checkpoint_dir=checkpoint_dir, source=image_set.source,
+                                          workdir=os.path.join(workdir, "classifier"))
+    # As many held-out images as the real-vs-real row can pair with training-part images.
+    train_idx, held_idx = holdout_indices(len(image_set.images), config)
+    n = min(SCORE_SAMPLES, len(held_idx), len(train_idx))
+    reference = make_reference(variables, image_set.images[held_idx[:n]],
+                               f"{n} held-out images of {image_set.source}")
+    return {"variables": variables, "config": config, "summary": summary, "reference": reference,
+            "real_comparison": image_set.images[train_idx[:n]]}
+
+
+def _gan_config(config: ReproduceConfig, num_images: int, seed: int):
+    """The GAN run's config: ``config.gan`` with at least ``config.gan_min_steps`` steps on ``num_images``."""
+    gan = config.gan
+    steps_per_epoch = max(1, num_images // gan.batch_size)
+    epochs = max(gan.epochs, math.ceil(config.gan_min_steps / steps_per_epoch))
+    steps = epochs * steps_per_epoch
+    # The study's grid every sample_every steps, or ~10 grids when the run is shorter than that.
+    sample_every = min(gan.sample_every, max(1, steps // 10))
+    return dataclasses.replace(gan, epochs=epochs, sample_every=sample_every, seed=seed,
+                               checkpoint_every=max(1, epochs // 2))
+
+
+def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference) -> dict:
+    """Part 2: trains the GAN, scoring it at each checkpoint; grids and figures in ``workdir/gan``.
+
+    Returns the final generator's raw and EMA variables (``{"raw": ..., "ema": ...}``, EMA only
+    when it is kept), the step, the last epoch's means, steps/s and the seconds spent scoring.
+    """
+    result = train_gan(images, config, workdir=os.path.join(workdir, "gan"),
+                   checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"), source=source,
+                   reference=reference)
+    state = result["state"]
+    generators = {weights: generator_variables(state, weights) for weights in scored_weights(state)}
+    scores_png = os.path.join(workdir, "gan", "scores.png")
+    return {"generators": generators, "step": result["step"], "last_epoch": result["last_epoch"],
+            "steps_per_s": result["steps_per_s"], "score_s": result["score_s"],
+            "scores_figure": scores_png if os.path.exists(scores_png) else None}
+
+
+def _score_stage(classifier: dict, generators: dict, gan_config, score_key: jax.Array) -> dict:
+    """IS and FID of the trained generator (raw and EMA weights, on the same noise), an untrained one
+    and real images, against the classifier's held-out features."""
+    reference = classifier["reference"]
+    n = reference.num_samples
+    trained_key, untrained_key = jax.random.split(score_key)
+    candidates = {
+        "real (classifier's training part) vs real held-out": classifier["real_comparison"],
+        "untrained generator": sample(generator_variables(init_state(gan_config)), untrained_key, n),
+    }
+    names = {"raw": "trained generator (final, raw weights)", "ema": "trained generator (final, EMA weights)"}
+    for weights, variables in generators.items():
+        candidates[names[weights]] = sample(variables, trained_key, n)
+    rows = {}
+    for label, batch in candidates.items():
+        scores = jax.device_get(classifier_scores(reference.variables, batch, reference.features))
+        rows[label] = {k: float(v) for k, v in scores.items()}
+    return {"num_samples": n, "rows": rows}
+
+
+def _interpolation_stage(classifier: dict, gen_variables: dict, config: ReproduceConfig, workdir: str,
+                         pair_key: jax.Array, step: int, weights: str) -> dict:
+    """Classifier-checked interpolation rows (random ones, said so, if none are found); figure + JSON."""
+    variables = classifier["variables"]
+
+    def classify_fn(images):
+        """Class probabilities [B, 10] of images [B, 28, 28]."""
+        return predict(variables, images)[0]
+
+    note = ""
+    settings = config.interpolation
+    kwargs = {"num_pairs": settings.pairs, "num_between": settings.steps, "mode": settings.mode}
+    try:
+        rows = interpolate.interpolation_rows(gen_variables, pair_key, classify_fn=classify_fn,
+                                              threshold=settings.threshold, max_tries=_PAIR_TRIES, **kwargs)
+    except UserError as err:
+        note = (f"No classifier-checked pairs: {err}. The rows below are random pairs (the study's way), "
+                f"each image still titled with the classifier's call.")
+        rows = interpolate.interpolation_rows(gen_variables, pair_key, **kwargs)
+        flat = rows["images"].reshape(-1, 28, 28)
+        rows["probs"] = np.asarray(classify_fn(flat)).reshape(*rows["images"].shape[:2], -1)
+    path = os.path.join(workdir, "interpolation.png")
+    checked = "classifier-checked" if rows["checked"] else "random"
+    title = f"{settings.mode} interpolation, {checked} pairs, generator ({weights} weights) at step {step}"
+    rows_figure(rows["images"], rows["probs"], path, title=title)
+    record = interpolate.rows_json(rows, checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"),
+                                     checkpoint_step=step, weights=weights, note=note)
+    if not rows["checked"]:
+        record["classes"] = rows["probs"].argmax(-1).tolist()
+        record["confidence"] = rows["probs"].max(-1).round(6).tolist()
+    files.write_json(os.path.join(workdir, "interpolation.json"), record, indent=None)
+    ends = [(int(p[0].argmax()), float(p[0].max()), int(p[-1].argmax()), float(p[-1].max()))
+            for p in rows["probs"]]
+    return {"figure": path, "checked": rows["checked"], "note": note, "ends": ends, "weights": weights}
+
+
+def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce", dataset: str = "auto",
+              split: str = "train", data_dir: str | None = None, seed: int = 0,
+              log: Callable[[str], None] = print) -> dict:
+    """Runs every stage of the study and writes ``workdir/REPORT.md``; returns what the report shows.
+
+    ``log`` gets one line as each stage starts and ends. The returned dict holds the image
+    source, the per-stage wall seconds, the classifier's held-out accuracy, the scores and the
+    report's path.
+    """
+    seconds: dict[str, float] = {}
+    root_key = jax.random.PRNGKey(seed)
+    score_key, pair_key = jax.random.split(jax.random.fold_in(root_key, 1))
+
+    def timed(name: str, fn: Callable[[], dict]) -> dict:
+        """Runs one stage, logs and records its wall time."""
+        log(f"[{name}] ...")
+        began = time.perf_counter()
+        out = fn()
+        seconds[name] = time.perf_counter() - began
+        log(f"[{name}] done in {seconds[name]:.1f} s")
+        return out
+
+    # The images first: a bad --dataset ends the run before anything is trained or removed.
+    image_set = timed("images", lambda: {"set": load_images(dataset, split=split, data_dir=data_dir)})["set"]
+    os.makedirs(workdir, exist_ok=True)
+    _clear(workdir)
+    part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(config, workdir, seed))
+    images, source = image_set.images, image_set.source
+    if config.max_images is not None:
+        labels = None if image_set.labels is None else image_set.labels[: config.max_images]
+        image_set = dataclasses.replace(image_set, images=images[: config.max_images], labels=labels)
+        images = image_set.images
+    log(f"images: {source} ({len(images)} used)")
+    classifier = timed("classifier", lambda: _classifier_stage(image_set, config, workdir, seed, dataset,
+                                                              split))
+    gan_config = _gan_config(config, len(images), seed)
+    gan = timed("GAN", lambda: _gan_stage(images, gan_config, workdir, source, classifier["reference"]))
+    scores = timed("scores", lambda: _score_stage(classifier, gan["generators"], gan_config, score_key))
+    files.write_json(os.path.join(workdir, "scores.json"), scores)
+    # The interpolation uses the EMA weights when the run kept them, as experiments.interpolate does.
+    weights = "ema" if "ema" in gan["generators"] else "raw"
+    interp = timed("interpolation", lambda: _interpolation_stage(
+        classifier, gan["generators"][weights], config, workdir, pair_key, gan["step"], weights))
+    report = _markdown(config, workdir=workdir, source=source, num_images=len(images), seed=seed,
+                       part1=part1, classifier=classifier, gan_config=gan_config, gan=gan, scores=scores,
+                       interp=interp, seconds=seconds)
+    report_path = os.path.join(workdir, "REPORT.md")
+    files.write_text(report_path, report)
+    return {"source": source, "seconds": seconds,
+            "holdout_accuracy": classifier["summary"]["holdout_accuracy"], "scores": scores,
+            "report": report_path, "interpolation_checked": interp["checked"]}
+
+
+def _link(workdir: str, path: str) -> str:
+    """A path relative to the report, for a markdown link."""
+    return os.path.relpath(path, workdir).replace(os.sep, "/")
+
+
+def _markdown(config: ReproduceConfig, *, workdir: str, source: str, num_images: int, seed: int, part1: dict,
+              classifier: dict, gan_config, gan: dict, scores: dict, interp: dict,
+              seconds: dict[str, float]) -> str:
+    """REPORT.md's text."""
+    s, p = config.interpolation, config.palindrome
+    lines = ["# jaxgan: reproduction report", "",
+             f"Written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by "
+             f"`python -m experiments.reproduce` on {jax.default_backend()} "
+             f"({jax.devices()[0].device_kind}), seed {seed}.", ""]
+    if config.name != "study":
+        lines += [f"**{config.name.capitalize()} mode: every stage is shrunk, so these numbers are not the "
+                  f"study's.** Palindrome lengths {', '.join(map(str, p.lengths))}, {p.num_seeds} seed(s), "
+                  f"{p.epochs} epochs, hidden {p.hidden}; classifier "
+                  f"{config.classifier.epochs} epoch(s); GAN {gan_config.epochs} epoch(s)"
+                  + (f"; first {config.max_images} images only" if config.max_images else "") + ".", ""]
+    lines += [f"**Image source:** {source}; {num_images} images used.", ""]
+
+    lines += ["## Part 1: LSTM vs RNN on palindromes", "",
+              f"Final validation accuracy per input length T, scalar digit encoding, "
+              f"{p.epochs} epochs, hidden {p.hidden}.", "", part1["summary"]]
+    for figure in part1["figures"]:
+        name = os.path.basename(figure)
+        lines += [f"![{name}]({_link(workdir, figure)})", ""]
+
+    summary = classifier["summary"]
+    lines += ["## Digit classifier", "",
+              f"Trained {summary['epoch']} epoch(s) on {summary['num_train']} images of the source, held out "
+              f"{summary['num_holdout']}: held-out accuracy **{100 * summary['holdout_accuracy']:.2f}%**. "
+              "Metrics per epoch: [classifier/metrics.jsonl](classifier/metrics.jsonl).", ""]
+
+    last = gan["last_epoch"]
+    lines += ["## Part 2: GAN training", "",
+              f"{gan_config.epochs} epoch(s), {gan['step']} steps of batch {gan_config.batch_size}, Adam lr "
+              f"{gan_config.learning_rate} (b1 {gan_config.b1}), generator layers "
+              f"{list(gan_config.gen_features)}, EMA of the generator's weights with decay "
+              f"{gan_config.ema_decay}, {gan['steps_per_s']:.0f} steps/s. "
+              + (f"Last epoch means: D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f}, "
+                 f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f}." if last else ""), "",
+              "Samples of one fixed noise tensor at the start, middle and end of training:", "",
+              "![GAN progress](gan/progress.png)", "", "![GAN losses](gan/losses.png)", ""]
+
+    lines += ["## Quality scores", "",
+              f"From the project's classifier: Inception Score (10 splits) and Fréchet distance of its "
+              f"penultimate features, {scores['num_samples']} images each, against the classifier's "
+              f"{scores['num_samples']} held-out real images. Higher IS and lower FID are better.", "",
+              "| images | Inception Score | FID |", "|---|---|---|"]
+    for label, row in scores["rows"].items():
+        lines.append(f"| {label} | {row['inception_score']:.2f} ± {row['inception_std']:.2f} | "
+                     f"{row['fid']:.2f} |")
+    lines += ["", "Per-row numbers: [scores.json](scores.json). The raw weights are the generator as "
+              "trained; the EMA weights are the exponential moving average of them kept during training "
+              "(with its own BatchNorm statistics). Both are sampled from the same noise.", ""]
+    if gan["scores_figure"]:
+        lines += [f"The same scores at every checkpoint during training, on {scores['num_samples']} samples "
+                  f"of one fixed noise tensor ({gan['score_s']:.1f} s of scoring in all; "
+                  "[gan/scores.jsonl](gan/scores.jsonl)):", "",
+                  f"![Scores over training]({_link(workdir, gan['scores_figure'])})", ""]
+
+    how = (f"pairs whose two ends the classifier calls different classes, each with confidence "
+           f">= {s.threshold}" if interp["checked"] else "random pairs")
+    lines += ["## Interpolation", "",
+              f"{s.pairs} rows of {s.steps + 2} images ({s.mode}, generator's {interp['weights']} "
+              f"weights): {how}; each image is titled "
+              "with the classifier's class and confidence. "
+              "Latents: [interpolation.json](interpolation.json).", ""]
+    if interp["note"]:
+        lines += [interp["note"], ""]
+    lines += [f"![interpolation]({_link(workdir, interp['figure'])})", "", "## Wall time", "",
+              "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {value:.1f} |" for name, value in seconds.items()]
+    lines += [f"| total | {sum(seconds.values()):.1f} |", ""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The shared machinery under every experiment: the run loop, checkpoints, files, signals, devices."""

@@ -1,1 +1,0 @@
-"""Train states, pure steps, scanned epoch loops and sweeps."""
