@@ -247,6 +247,62 @@ def test_idx_reads_the_real_mnist_test_split():
         load_images(f"idx:{SHARED_MNIST}", split="train")
 
 
+def test_idx_tells_gzip_by_its_first_bytes_not_by_its_name(tmp_path):
+    images, labels = _random_set(6)
+    # Uncompressed IDX bytes under the .gz names, and gzip bytes under the plain names.
+    plain, zipped = tmp_path / "plain", tmp_path / "zipped"
+    plain.mkdir()
+    zipped.mkdir()
+    for kind, array, magic in (("images-idx3", images, 2051), ("labels-idx1", labels, 2049)):
+        _write_idx(plain / f"t10k-{kind}-ubyte", array, magic)
+        (plain / f"t10k-{kind}-ubyte").rename(plain / f"t10k-{kind}-ubyte.gz")
+        _write_idx(zipped / f"train-{kind}-ubyte.gz", array, magic)
+        (zipped / f"train-{kind}-ubyte.gz").rename(zipped / f"train-{kind}-ubyte")
+    assert (zipped / "train-images-idx3-ubyte").read_bytes()[:2] == b"\x1f\x8b"
+    for folder, split in ((plain, "test"), (zipped, "train")):
+        image_set = load_images(f"idx:{folder}", split=split)
+        np.testing.assert_array_equal(image_set.images, images)
+        np.testing.assert_array_equal(image_set.labels, labels.astype(np.int32))
+
+
+def test_the_real_mnist_files_uncompressed_under_their_gz_names_are_read(tmp_path):
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"the MNIST test split is not at {SHARED_MNIST} (shared/ beside the repository)")
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / name).write_bytes(gzip.decompress((SHARED_MNIST / name).read_bytes()))
+    image_set = load_images(f"idx:{tmp_path}", split="test")
+    _assert_valid(image_set, 10_000)
+    assert image_set.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    np.testing.assert_array_equal(image_set.images, load_images(f"idx:{SHARED_MNIST}", split="test").images)
+
+
+@pytest.mark.parametrize("name, content, pattern", [
+    ("train-images-idx3-ubyte.gz", lambda data: gzip.compress(data)[:-200],
+     r"^\S+train-images-idx3-ubyte\.gz is a truncated or corrupt gzip file: it starts with gzip's bytes "
+     r"1f 8b but its \d+ bytes do not decompress \(.+\)$"),
+    ("train-images-idx3-ubyte", lambda data: gzip.compress(data)[:-200],
+     r"^\S+train-images-idx3-ubyte is a truncated or corrupt gzip file: it starts with gzip's bytes 1f 8b"),
+    ("train-images-idx3-ubyte.gz", lambda data: b"\x89PNG\r\n" + data,
+     r"^\S+train-images-idx3-ubyte\.gz has magic number 2303741511, not 2051 \(an IDX image file\): it is "
+     r"not gzip, and its content starts with the bytes 89 50 4e 47$"),
+    ("train-images-idx3-ubyte", lambda data: gzip.compress(data[:-100]),
+     r"^\S+train-images-idx3-ubyte is truncated: it has 3052 bytes once gunzipped, and its header "
+     r"\(dimensions 4 x 28 x 28\) promises 3152$"),
+    ("train-images-idx3-ubyte.gz", lambda data: b"\x00\x00",
+     r"^\S+train-images-idx3-ubyte\.gz is too short to be an IDX file: it is not gzip, and its content is 2 "
+     r"bytes long$"),
+], ids=["truncated-gzip-named-gz", "truncated-gzip-named-plain", "png-named-gz", "short-idx-in-gzip",
+        "two-bytes-named-gz"])
+def test_a_damaged_idx_file_says_what_was_found(tmp_path, name, content, pattern):
+    images, labels = _random_set(4)
+    _write_split(tmp_path, "train", images, labels, ext="")
+    (tmp_path / "train-images-idx3-ubyte").unlink()
+    header = (2051).to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
+    (tmp_path / name).write_bytes(content(header + images.tobytes()))
+    with pytest.raises(UserError, match=pattern):
+        load_images(f"idx:{tmp_path}")
+
+
 # --- digits and auto ---------------------------------------------------------------------------
 
 

@@ -6,7 +6,8 @@ Sources (the ``source`` argument of :func:`load_images`):
   read without TensorFlow). It must be prepared once with :func:`prepare_mnist`
   (``python -m experiments.prepare_mnist``), which does need TensorFlow and network.
 - ``idx:DIR``: the raw IDX files MNIST, Fashion-MNIST and KMNIST are distributed as,
-  ``{train,t10k}-{images-idx3,labels-idx1}-ubyte``, gzipped or not, read with numpy.
+  ``{train,t10k}-{images-idx3,labels-idx1}-ubyte``, gzipped or not (told by the file's first
+  bytes, not by a ``.gz`` in its name), read with numpy.
 - ``digits``: scikit-learn's bundled 8x8 handwritten digits resized to 28x28 (offline).
 - ``auto``: ``mnist`` when tfds has it prepared, otherwise ``digits``; the returned
   ``source`` string says which and why.
@@ -213,36 +214,54 @@ def _find_idx(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:
     raise UserError(f"no {wanted} in {folder} for split {split!r}: {found}")
 
 
-def _read_bytes(path: pathlib.Path) -> bytes:
-    """The decompressed content of ``path`` (gunzipped when it ends in .gz)."""
+_GZIP_MAGIC = b"\x1f\x8b"  # every gzip file starts with these two bytes (RFC 1952)
+
+
+def _hex(data: bytes) -> str:
+    """Bytes as the hex pairs a person can compare with a file dump: ``1f 8b 08 00``."""
+    return " ".join(f"{b:02x}" for b in data) or "nothing"
+
+
+def _read_bytes(path: pathlib.Path) -> tuple[bytes, bool]:
+    """The content of ``path``, gunzipped when it is gzip (decided by its first bytes, never its name),
+    and whether it was."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as stream:
-                return stream.read()
-        return path.read_bytes()
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise UserError(f"{path} is a truncated or corrupt gzip file ({err})") from None
+        raw = path.read_bytes()
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    if not raw.startswith(_GZIP_MAGIC):
+        return raw, False
+    try:
+        return gzip.decompress(raw), True
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise UserError(f"{path} is a truncated or corrupt gzip file: it starts with gzip's bytes 1f 8b but "
+                        f"its {len(raw)} bytes do not decompress ({err})") from None
 
 
 def _parse_idx(path: pathlib.Path, magic: int, ndim: int) -> np.ndarray:
-    """Parses an unsigned-byte IDX file with ``magic`` and ``ndim`` dimensions into uint8 [d0, ..., dn]."""
-    data = _read_bytes(path)
+    """Parses an unsigned-byte IDX file with ``magic`` and ``ndim`` dimensions into uint8 [d0, ..., dn].
+
+    The file may be gzipped or not, whatever its name says; each message says which it was.
+    """
+    data, gzipped = _read_bytes(path)
+    content = "its gunzipped content" if gzipped else "it is not gzip, and its content"
     header = 4 + 4 * ndim
     if len(data) < 4:
-        raise UserError(f"{path} is too short to be an IDX file ({len(data)} bytes)")
+        raise UserError(f"{path} is too short to be an IDX file: {content} is {len(data)} bytes long")
     found = int.from_bytes(data[:4], "big")
     if found != magic:
         what = "image" if magic == _IDX_IMAGES_MAGIC else "label"
-        raise UserError(f"{path} has magic number {found}, not {magic} (an IDX {what} file)")
+        raise UserError(f"{path} has magic number {found}, not {magic} (an IDX {what} file): {content} "
+                        f"starts with the bytes {_hex(data[:4])}")
     if len(data) < header:
-        raise UserError(f"{path} is truncated: {len(data)} bytes, shorter than its {header}-byte header")
+        raise UserError(f"{path} is truncated: {content} is {len(data)} bytes long, shorter than its "
+                        f"{header}-byte header")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"
-        raise UserError(f"{path} is {state}: it has {len(data)} bytes, and its header "
+        unpacked = " once gunzipped" if gzipped else ""
+        raise UserError(f"{path} is {state}: it has {len(data)} bytes{unpacked}, and its header "
                         f"(dimensions {' x '.join(map(str, dims))}) promises {expected}")
     # Copy out of the bytes buffer so the arrays are ordinary writable ones.
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
