@@ -15,7 +15,12 @@ import numpy as np
 import pytest
 
 from experiments import _cli, train_gan
+from jaxgan.configs.base import from_record
+from jaxgan.configs.gan import KIND as GAN_KIND
+from jaxgan.configs.gan import GANConfig
 from jaxgan.errors import UserError
+from jaxgan.gan import train as gan_train
+from jaxgan.gan.steps import GANState, init_state
 from jaxgan.runtime import checkpoint, loop, signals
 
 # A restore that fails on a truncated file leaves an Orbax coroutine behind that later finds its
@@ -208,3 +213,156 @@ def test_sigint_and_sigterm_are_deferred_once_then_handled_as_before():
         assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     finally:
         signal.signal(signal.SIGINT, inherited)
+
+
+# --- no save is skipped without a word ---
+
+
+def test_a_save_the_manager_declines_stops_with_one_sentence(three_steps):
+    # Step 3 moved away behind the manager's back: its cached list still holds 3, so Orbax's
+    # own save returns False for any step up to 3 and writes nothing.
+    manager = checkpoint.open_manager(three_steps)
+    try:
+        os.rename(three_steps / "3", three_steps / "elsewhere")
+        declined = (r"the checkpoint at step 3 in .* was not written: Orbax declined to save it "
+                    r"\(it lists steps 1, 2, 3")
+        with pytest.raises(checkpoint.SaveFailed, match=declined):
+            checkpoint.save(manager, 3, _state(3.0), {"kind": "toy", "size": 300})
+        assert not (three_steps / "3").exists()
+    finally:
+        manager.close()
+
+
+def test_a_save_whose_step_is_missing_once_complete_stops_with_one_sentence(three_steps):
+    manager = checkpoint.open_manager(three_steps)
+    try:
+        checkpoint.save(manager, 4, _state(4.0), {"kind": "toy", "size": 300})
+        manager.wait_until_finished()
+        os.rename(three_steps / "4", three_steps / "elsewhere")  # gone before the run looked
+        with pytest.raises(checkpoint.SaveFailed, match=r"the checkpoint at step 4 in .* is missing after"):
+            checkpoint.confirm_saved(manager, 4)
+    finally:
+        manager.close()
+
+
+def test_what_is_set_aside_no_longer_blocks_saves_or_counts_for_retention(three_steps):
+    for step in (1, 2, 3):
+        _truncate_data(three_steps / str(step))
+    manager = checkpoint.open_manager(three_steps, max_to_keep=3)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", checkpoint.CheckpointWarning)
+            assert checkpoint.restore_latest_good(manager, ABSTRACT, kind="toy", set_aside=True,
+                                                  restart=True) is None
+        # The same manager, as a run uses it: every step is saved again, and the newest three kept.
+        for step in (1, 2, 3, 4):
+            checkpoint.save(manager, step, _state(float(step)), {"kind": "toy", "size": 300})
+        checkpoint.confirm_saved(manager, 4)
+    finally:
+        manager.close()
+    assert sorted(int(p.name) for p in three_steps.iterdir() if p.name.isdigit()) == [2, 3, 4]
+    for step in (2, 3, 4):
+        manager = checkpoint.open_manager(three_steps, create=False)
+        state, _ = checkpoint.restore(manager, ABSTRACT, kind="toy", step=step)
+        manager.close()
+        np.testing.assert_array_equal(state["w"], _state(float(step))["w"])
+
+
+def _write_idx(folder: pathlib.Path, count: int) -> pathlib.Path:
+    """A tiny IDX training split of random 28x28 images (loads in milliseconds)."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    (folder / "train-images-idx3-ubyte").write_bytes(
+        np.array([2051, count, 28, 28], ">u4").tobytes() + images.tobytes())
+    (folder / "train-labels-idx1-ubyte").write_bytes(
+        np.array([2049, count], ">u4").tobytes() + rng.integers(0, 10, count, dtype=np.uint8).tobytes())
+    return folder
+
+
+def _gan_run(tmp_path, flags, capsys) -> tuple[int, str, str]:
+    """One in-process train_gan run on 32 random images (2 steps an epoch); (exit code, stdout, stderr)."""
+    data = tmp_path / "data"
+    if not data.exists():
+        _write_idx(data, 32)
+    code = 0
+    try:
+        _cli.run(train_gan.main, ["--dataset", f"idx:{data}", "--batch-size", "16", "--sample-every", "8",
+                                  "--checkpoint-every", "1", "--workdir", str(tmp_path / "run"),
+                                  "--checkpoint-dir", str(tmp_path / "ck"), *flags])
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _steps_of(directory: pathlib.Path) -> list[int]:
+    """The finished checkpoint steps in a directory."""
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def _gan_states(directory: pathlib.Path) -> dict[int, GANState]:
+    """Every checkpoint of a GAN directory, restored (a UserError if one does not restore)."""
+    manager = checkpoint.open_manager(directory, create=False)
+    try:
+        states = {}
+        for step in _steps_of(directory):
+            _, record = checkpoint.read_config(manager, step)
+            abstract = jax.eval_shape(lambda r=record: init_state(from_record(GANConfig, r)))
+            states[step], _ = checkpoint.restore(manager, abstract, kind=GAN_KIND, step=step)
+        return states
+    finally:
+        manager.close()
+
+
+def test_train_gan_restarted_over_wholly_damaged_checkpoints_saves_every_one_again(tmp_path, capsys):
+    assert _gan_run(tmp_path, ["--epochs", "2"], capsys)[0] == 0
+    ck = tmp_path / "ck"
+    assert _steps_of(ck) == [2, 4]
+    for step in (2, 4):
+        _truncate_data(ck / str(step))
+    code, out, err = _gan_run(tmp_path, ["--epochs", "2", "--restart"], capsys)
+    assert code == 0, err
+    assert err.count("cannot be restored") == 2 and f"checkpoints: {ck}" in out
+    assert sorted(p.name for p in (ck / checkpoint.DAMAGED_DIR).iterdir()) == ["2", "4"]
+    # Both checkpoints were written again, and restore: the run's claim holds.
+    states = _gan_states(ck)
+    assert sorted(states) == [2, 4] and [int(s.step) for s in states.values()] == [2, 4]
+    from experiments import sample
+
+    _cli.run(sample.main, ["--checkpoint-dir", str(ck), "--n", "4", "--out", str(tmp_path / "s.npy")])
+    assert np.isfinite(np.load(tmp_path / "s.npy")).all()
+
+
+def _sigterm_after_epoch(monkeypatch, epoch: int) -> None:
+    """Makes train_gan send itself a real SIGTERM as it writes the given epoch's log."""
+    real = gan_train._write_epoch
+
+    def write_epoch(*args, **kwargs):
+        """The real writer; then SIGTERM at the chosen epoch."""
+        bad = real(*args, **kwargs)
+        if kwargs["epoch"] == epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return bad
+
+    monkeypatch.setattr(gan_train, "_write_epoch", write_epoch)
+
+
+def test_train_gan_resumed_past_a_damaged_checkpoint_and_stopped_holds_every_step_it_saved(
+        tmp_path, monkeypatch, capsys):
+    flags = ["--epochs", "6", "--keep-checkpoints", "3"]
+    _sigterm_after_epoch(monkeypatch, 3)
+    code, _, err = _gan_run(tmp_path, flags, capsys)
+    ck = tmp_path / "ck"
+    assert code == 128 + signal.SIGTERM and _steps_of(ck) == [2, 4, 6], err
+    _truncate_data(ck / "6")
+    # Resumed from step 4 (step 6 set aside), told to save at steps 6 and 8, stopped after 8.
+    monkeypatch.undo()
+    _sigterm_after_epoch(monkeypatch, 4)
+    code, out, err = _gan_run(tmp_path, flags, capsys)
+    assert code == 128 + signal.SIGTERM, err
+    assert "resuming from the checkpoint at step 4" in out
+    assert "stopped: SIGTERM received: saved a checkpoint at step 8 " in err
+    states = _gan_states(ck)
+    assert sorted(states) == [4, 6, 8] and [int(s.step) for s in states.values()] == [4, 6, 8]
+    assert (ck / checkpoint.DAMAGED_DIR / "6").is_dir()

@@ -388,3 +388,44 @@ def test_an_interrupted_run_resumes_exactly(mnist, trained, tmp_path):
     with pytest.raises(UserError, match="seed"):
         train_classifier(mnist.images, mnist.labels, dataclasses.replace(FAST, seed=4),
                          checkpoint_dir=tmp_path / "ckpt", source=mnist.source)
+
+
+# --- its checkpoints: no save skipped without a word ---
+
+TINY = ClassifierConfig(epochs=2, batch_size=32, conv1=4, conv2=8, hidden=16, max_shift=0, dropout=0.0)
+
+
+def _random_digits(count: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Random uint8 images [count, 28, 28] and labels: enough to train TINY for a step an epoch."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count).astype(np.int32)
+
+
+def _steps_of(directory: pathlib.Path) -> list[int]:
+    """The finished checkpoint steps in a directory."""
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def test_a_classifier_whose_checkpoints_are_all_damaged_refuses_and_keeps_them(tmp_path):
+    images, labels = _random_digits()
+    train_classifier(images, labels, TINY, checkpoint_dir=tmp_path / "ck")
+    assert _steps_of(tmp_path / "ck") == [1, 2]
+    for step_dir in (tmp_path / "ck" / "1", tmp_path / "ck" / "2"):
+        for path in step_dir.glob("state/**/d/*"):
+            path.write_bytes(path.read_bytes()[:10])
+    before = {p: p.read_bytes() for p in (tmp_path / "ck").rglob("*") if p.is_file() and p.name != ".lock"}
+    with pytest.raises(UserError, match=r"^none of the checkpoints in .* can be restored \(steps 2, 1\)"):
+        train_classifier(images, labels, TINY, checkpoint_dir=tmp_path / "ck")
+    after = {p: p.read_bytes() for p in (tmp_path / "ck").rglob("*") if p.is_file() and p.name != ".lock"}
+    assert after == before  # nothing moved, nothing claimed
+
+
+def test_a_classifier_save_that_orbax_declines_stops_the_run(tmp_path, monkeypatch):
+    # Orbax's save answers False, writing nothing, when it believes the step is already there.
+    import orbax.checkpoint as ocp
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", lambda self, step, **kwargs: False)
+    images, labels = _random_digits()
+    with pytest.raises(checkpoint.SaveFailed, match=r"^the checkpoint at step 1 in .* was not written"):
+        train_classifier(images, labels, TINY, checkpoint_dir=tmp_path / "ck")
+    assert _steps_of(tmp_path / "ck") == []

@@ -208,3 +208,63 @@ def test_a_sweep_whose_checkpoints_are_all_damaged_stops_and_keeps_them(tmp_path
     assert lines[-1].startswith(f"error: none of the checkpoints in {sweep_dir} can be restored (steps 1)")
     assert any(line.startswith("warning: the checkpoint at step 1") for line in lines)
     assert (sweep_dir / "1").is_dir() and not (sweep_dir / checkpoint.DAMAGED_DIR).exists()
+
+
+def _truncate_state(step_dir) -> None:
+    """Cuts every array data file of a checkpoint to 10 bytes."""
+    for path in step_dir.glob("state/**/d/*"):
+        path.write_bytes(path.read_bytes()[:10])
+
+
+def _sweep_steps(sweep_dir) -> list[int]:
+    """The finished checkpoint steps (epochs) of one sweep's folder."""
+    return sorted(int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit())
+
+
+def _restore_every_step(sweep_dir, epochs: int) -> dict[int, dict]:
+    """Every checkpoint of the RESUME_FLAGS rnn sweep of ``epochs``, restored (UserError if one fails)."""
+    config = run_config("rnn", max_length=6, hidden=16, num_examples=256, batch_size=32)
+    target = sweep_target(config, [3, 6], [0, 1], epochs)
+    manager = checkpoint.open_manager(sweep_dir, create=False)
+    try:
+        return {step: checkpoint.restore(manager, target, kind=CHECKPOINT_KIND, step=step)[0]
+                for step in _sweep_steps(sweep_dir)}
+    finally:
+        manager.close()
+
+
+def test_restart_over_wholly_damaged_checkpoints_saves_every_chunk_again(tmp_path, capsys):
+    assert _run(tmp_path, "run", RESUME_FLAGS, capsys)[0] == 0
+    sweep_dir = tmp_path / "run" / "c" / "rnn-scalar"
+    assert _sweep_steps(sweep_dir) == [1, 2]
+    for step in (1, 2):
+        _truncate_state(sweep_dir / str(step))
+    code, _, err = _run(tmp_path, "run", [*RESUME_FLAGS, "--restart"], capsys)
+    assert code == 0, err
+    assert err.count("cannot be restored") == 2
+    assert sorted(p.name for p in (sweep_dir / checkpoint.DAMAGED_DIR).iterdir()) == ["1", "2"]
+    states = _restore_every_step(sweep_dir, 2)
+    assert sorted(states) == [1, 2]
+    assert [np.asarray(s["runs"].epoch).tolist() for s in states.values()] == [[1] * 4, [2] * 4]
+
+
+def test_a_sweep_resumed_past_a_damaged_checkpoint_and_stopped_holds_every_chunk_it_saved(
+        tmp_path, monkeypatch, capsys):
+    flags = [*RESUME_FLAGS[:RESUME_FLAGS.index("--epochs")], "--epochs", "5",
+             *RESUME_FLAGS[RESUME_FLAGS.index("--epochs") + 2:], "--keep-checkpoints", "3"]
+    sweep_dir = tmp_path / "run" / "c" / "rnn-scalar"
+    _sigterm_after_chunks(monkeypatch, {("rnn/scalar", 3)})
+    code, _, err = _run(tmp_path, "run", flags, capsys)
+    assert code == 128 + signal.SIGTERM and _sweep_steps(sweep_dir) == [1, 2, 3], err
+    _truncate_state(sweep_dir / "3")
+    # Resumed from epoch 2 (epoch 3 set aside), told to save after epochs 3 and 4, stopped after 4.
+    monkeypatch.undo()
+    _sigterm_after_chunks(monkeypatch, {("rnn/scalar", 4)})
+    code, out, err = _run(tmp_path, "run", flags, capsys)
+    assert code == 128 + signal.SIGTERM, err
+    assert "rnn/scalar: resuming from the checkpoint at epoch 2 of 5" in out
+    assert f"stopped: SIGTERM received: saved rnn/scalar at epoch 4 in {sweep_dir}" in err
+    states = _restore_every_step(sweep_dir, 5)
+    assert sorted(states) == [2, 3, 4]
+    assert [np.asarray(s["runs"].epoch).tolist() for s in states.values()] == [[2] * 4, [3] * 4, [4] * 4]
+    assert (sweep_dir / checkpoint.DAMAGED_DIR / "3").is_dir()

@@ -144,9 +144,10 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, record: dict) ->
     started = manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                         config=ocp.args.JsonSave(record)))
     if not started:
+        listed = ", ".join(map(str, sorted(manager.all_steps()))) or "none"
         raise SaveFailed(f"the checkpoint at step {step} in {manager.directory} was not written: Orbax "
-                         f"declined to save it (it already lists steps {_listed(manager)}); "
-                         f"training stopped so that nothing is lost silently")
+                         f"declined to save it (it lists steps {listed}; the folder holds "
+                         f"{_listed(manager)}); training stopped so that nothing is lost silently")
 
 
 def confirm_saved(manager: ocp.CheckpointManager, step: int) -> None:
