@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from jaxgan.configs.base import flag_of, spec_of
+from jaxgan.configs.base import MAX_SEED, SEED_NOTE, flag_of, spec_of
 from jaxgan.errors import UserError
 from jaxgan.runtime.signals import Interrupted
 
@@ -69,6 +69,14 @@ def int_at_least(minimum: int):
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+
+
+def seed(text: str) -> int:
+    """argparse type for a seed that is no config field: 0 .. MAX_SEED, as a JAX key holds it."""
+    value = non_negative_int(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is above {MAX_SEED}: {SEED_NOTE}")
+    return value
 
 
 def lengths(text: str) -> list[int]:

@@ -43,12 +43,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.out.endswith(".png"):
         raise UserError(f"--out must name a .png file, not {args.out}")
     _cli.writable_dir(os.path.dirname(os.path.abspath(args.out)))
+    # Settings under which the rows cannot be made or drawn are refused before any work.
+    from jaxgan.gan.interpolate import MAX_TRIES
+    from jaxgan.plotting.interpolation import too_large
+
+    if args.classifier_dir is not None and config.pairs > MAX_TRIES:
+        raise UserError(f"--pairs {config.pairs} can never be found: the search for classifier-checked pairs "
+                        f"draws at most {MAX_TRIES}")
+    problem = too_large(config.pairs, config.steps + 2)
+    if problem is not None:
+        raise UserError(f"--pairs {config.pairs} --steps {config.steps} cannot be drawn: {problem}")
     import jax
 
     from jaxgan.classifier.restore import WRITER_HINT, load_classify_fn
     from jaxgan.configs.classifier import KIND as CLASSIFIER
     from jaxgan.gan import interpolate
-    from jaxgan.gan.generate import restore_generator
+    from jaxgan.gan.generate import check_finite_images, restore_generator
     from jaxgan.plotting.interpolation import rows_figure
     from jaxgan.runtime import checkpoint, files
 
@@ -68,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                           num_between=config.steps, mode=config.mode, classify_fn=classify_fn,
                                           threshold=config.threshold)
     step = gan_config["checkpoint_step"]
+    drawer = f"the generator ({gan_config['weights']} weights) at step {step} in {args.checkpoint_dir}"
+    check_finite_images(rows["images"].reshape(-1, 28, 28), drawer)  # before either file is written
     classifier_dir = os.path.abspath(args.classifier_dir) if args.classifier_dir else None
     weights = gan_config["weights"]
     record = interpolate.rows_json(rows, checkpoint_dir=os.path.abspath(args.checkpoint_dir),

@@ -20,7 +20,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The flags (--tiny and the per-stage epoch overrides are for tests and are not listed)."""
     parser = _cli.parser("reproduce", __doc__)
     _cli.add_image_flags(parser, "which split of the source the classifier and GAN use")
-    parser.add_argument("--seed", type=_cli.non_negative_int, default=0,
+    parser.add_argument("--seed", type=_cli.seed, default=0,
                         help="seed of every stage (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="shrink every stage to finish in minutes on a CPU (the sizes are in "
@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _cli.writable_dir(args.workdir)
     from jaxgan import reproduce
     from jaxgan.configs.reproduce import get_config
+    from jaxgan.scores import score_text
 
     config = get_config("tiny" if args.tiny else "quick" if args.quick else "study")
     overrides = {"palindrome": args.palindrome_epochs, "classifier": args.classifier_epochs,
@@ -53,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  data_dir=args.data_dir, seed=args.seed)
     print(f"classifier held-out accuracy: {100 * result['holdout_accuracy']:.2f}%")
     for label, row in result["scores"]["rows"].items():
-        print(f"{label}: IS {row['inception_score']:.2f} ± {row['inception_std']:.2f}, FID {row['fid']:.2f}")
+        print(f"{label}: IS {score_text(row['inception_score'])} ± {score_text(row['inception_std'])}, "
+              f"FID {score_text(row['fid'])}")
     print(f"wrote {result['report']} ({sum(result['seconds'].values()):.0f} s in all)")
 
 

@@ -24,7 +24,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     _cli.add_generator_flags(parser)
     parser.add_argument("--n", type=_cli.positive_int, default=2000,
                         help="how many images to draw (default: %(default)s)")
-    parser.add_argument("--seed", type=_cli.non_negative_int, default=0,
+    parser.add_argument("--seed", type=_cli.seed, default=0,
                         help="seed of the noise (default: %(default)s)")
     parser.add_argument("--out", default="samples.npy",
                         help="the .npy file to write, float32 [n, 28, 28] in [-1, 1] "
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import jax
     import numpy as np
 
-    from jaxgan.gan.generate import restore_generator, sample
+    from jaxgan.gan.generate import check_finite_images, restore_generator, sample
     from jaxgan.plotting.gan import save_grid
     from jaxgan.runtime import files
 
@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     gen_variables, config = restore_generator(args.checkpoint_dir, args.step, weights=args.weights)
     noise_key = jax.random.PRNGKey(args.seed)
     images = np.asarray(jax.device_get(sample(gen_variables, noise_key, args.n)), np.float32)
+    check_finite_images(images, f"the generator ({config['weights']} weights) at step "
+                                f"{config['checkpoint_step']} in {args.checkpoint_dir}")
     files.write_npy(args.out, images)
     print(f"wrote {args.out}: float32 {list(images.shape)} in [{images.min():.3f}, {images.max():.3f}] "
           f"from {args.checkpoint_dir} (step {config['checkpoint_step']}, {config['weights']} weights)")

@@ -45,18 +45,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     _cli.writable_dir(args.workdir)
     from tqdm import tqdm
 
-    from jaxgan.classifier.steps import holdout_size
+    from jaxgan.classifier.steps import check_split
     from jaxgan.classifier.train import train_and_evaluate
 
     print(_cli.describe_devices())
     image_set = _cli.load_image_flags(args)
     if image_set.labels is None:
         raise UserError(f"{image_set.source} has no labels; the classifier needs labelled digits")
-    num_images = len(image_set.images)
-    num_train = num_images - holdout_size(num_images, config.holdout_fraction)  # checked before the bar
-    if config.batch_size > num_train:
-        raise UserError(f"the batch size {config.batch_size} is larger than the {num_train} training images "
-                        f"({num_images} images less {num_images - num_train} held out)")
+    check_split(len(image_set.images), config)  # before the progress bar
     with tqdm(total=config.epochs, desc="classifier", unit="epoch") as bar:
 
         def on_epoch(metrics: dict) -> None:

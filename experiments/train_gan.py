@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from tqdm import tqdm
 
     from jaxgan.gan.train import train_and_evaluate
+    from jaxgan.scores import score_text
 
     print(_cli.describe_devices())
     image_set = _cli.load_image_flags(args)
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             bar = tqdm(total=info["epochs"], initial=info["epoch"], desc="gan", unit="epoch")
             return
         if info["event"] == "scores":
-            found = [f"{w}: IS {info[f'inception_score_{w}']:.2f}, FID {info[f'fid_{w}']:.2f}"
+            found = [f"{w}: IS {score_text(info[f'inception_score_{w}'])}, FID {score_text(info[f'fid_{w}'])}"
                      for w in ("raw", "ema") if f"fid_{w}" in info]
             bar.write(f"step {info['step']} scores ({info['seconds']:.1f} s): {'; '.join(found)}")
             return

@@ -21,8 +21,9 @@ import jax
 import numpy as np
 
 from jaxgan.classifier.restore import make_reference
-from jaxgan.classifier.steps import holdout_indices
+from jaxgan.classifier.steps import check_split, holdout_indices
 from jaxgan.classifier.train import train_and_evaluate as train_classifier
+from jaxgan.configs.gan import check_batch
 from jaxgan.configs.reproduce import STUDY, ReproduceConfig
 from jaxgan.data.images import load_images
 from jaxgan.errors import UserError
@@ -35,7 +36,7 @@ from jaxgan.palindrome import summary
 from jaxgan.palindrome import train as palindrome
 from jaxgan.plotting.interpolation import rows_figure
 from jaxgan.runtime import files
-from jaxgan.scores import SCORE_SAMPLES, classifier_scores
+from jaxgan.scores import SCORE_SAMPLES, classifier_scores, score_text, score_value
 
 # What reproduce owns inside its workdir (removed before a rerun).
 _OWNED = ("palindrome", "classifier", "gan", "checkpoints", "interpolation.png", "interpolation.json",
@@ -84,6 +85,25 @@ def _classifier_stage(image_set, config: ReproduceConfig, workdir: str, seed: in
             "real_comparison": image_set.images[train_idx[:n]]}
 
 
+def _check_stages(image_set, config: ReproduceConfig, seed: int, dataset: str, split: str) -> None:
+    """Refuses, before any stage runs, settings or images with which a stage cannot run."""
+    dataclasses.replace(config.palindrome, seed=seed).validate()
+    config.interpolation.validate()
+    if image_set.labels is None:
+        raise UserError(f"{image_set.source} has no labels; the classifier needs labelled digits")
+    num_images = len(image_set.images)
+    classifier = dataclasses.replace(config.classifier, seed=seed, dataset=dataset, split=split)
+    classifier.validate()
+    gan = _gan_config(config, num_images, seed)
+    gan.validate()
+    try:
+        check_split(num_images, classifier)
+        check_batch(gan.batch_size, num_images)
+    except UserError as err:
+        raise UserError(f"--dataset {dataset} --split {split} gives {num_images} images, too few for the "
+                        f"whole study: {err}") from None
+
+
 def _gan_config(config: ReproduceConfig, num_images: int, seed: int):
     """The GAN run's config: ``config.gan`` with at least ``config.gan_min_steps`` steps on ``num_images``."""
     gan = config.gan
@@ -129,7 +149,7 @@ def _score_stage(classifier: dict, generators: dict, gan_config, score_key: jax.
     rows = {}
     for label, batch in candidates.items():
         scores = jax.device_get(classifier_scores(reference.variables, batch, reference.features))
-        rows[label] = {k: float(v) for k, v in scores.items()}
+        rows[label] = {k: score_value(v) for k, v in scores.items()}  # None (null) when not finite
     return {"num_samples": n, "rows": rows}
 
 
@@ -191,16 +211,18 @@ def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce
         log(f"[{name}] done in {seconds[name]:.1f} s")
         return out
 
-    # The images first: a bad --dataset ends the run before anything is trained or removed.
+    # The images first, and every stage's settings checked on them: a bad --dataset, or too few
+    # images for a stage, ends the run before anything is trained or removed.
     image_set = timed("images", lambda: {"set": load_images(dataset, split=split, data_dir=data_dir)})["set"]
-    os.makedirs(workdir, exist_ok=True)
-    _clear(workdir)
-    part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(config, workdir, seed))
     images, source = image_set.images, image_set.source
     if config.max_images is not None:
         labels = None if image_set.labels is None else image_set.labels[: config.max_images]
         image_set = dataclasses.replace(image_set, images=images[: config.max_images], labels=labels)
         images = image_set.images
+    _check_stages(image_set, config, seed, dataset, split)
+    os.makedirs(workdir, exist_ok=True)
+    _clear(workdir)
+    part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(config, workdir, seed))
     log(f"images: {source} ({len(images)} used)")
     classifier = timed("classifier", lambda: _classifier_stage(image_set, config, workdir, seed, dataset,
                                                               split))
@@ -274,8 +296,8 @@ def _markdown(config: ReproduceConfig, *, workdir: str, source: str, num_images:
               f"{scores['num_samples']} held-out real images. Higher IS and lower FID are better.", "",
               "| images | Inception Score | FID |", "|---|---|---|"]
     for label, row in scores["rows"].items():
-        lines.append(f"| {label} | {row['inception_score']:.2f} ± {row['inception_std']:.2f} | "
-                     f"{row['fid']:.2f} |")
+        score, spread, fid = (score_text(row[k]) for k in ("inception_score", "inception_std", "fid"))
+        lines.append(f"| {label} | {score} ± {spread} | {fid} |")
     lines += ["", "Per-row numbers: [scores.json](scores.json). The raw weights are the generator as "
               "trained; the EMA weights are the exponential moving average of them kept during training "
               "(with its own BatchNorm statistics). Both are sampled from the same noise.", ""]

@@ -105,6 +105,21 @@ def classifier_scores_of_sets(classifier_variables: Mapping[str, Any], image_set
     return jax.vmap(one)(probs.reshape(k, n, -1), features.reshape(k, n, -1))
 
 
+class NonFiniteScore(UserWarning):
+    """A score came out NaN or infinite; it is recorded as null, never as a number."""
+
+
+def score_value(value: Any) -> float | None:
+    """A score as written to JSON: its float32 value in shortest exact form, or None when not finite."""
+    value = np.float32(value)
+    return float(str(value)) if np.isfinite(value) else None
+
+
+def score_text(value: float | None, spec: str = ".2f") -> str:
+    """A score for people: formatted with ``spec``, or "not finite" for a None (or NaN) score."""
+    return "not finite" if value is None or not np.isfinite(value) else format(value, spec)
+
+
 class Reference(NamedTuple):
     """What generated images are scored against: a classifier and its held-out real features.
 

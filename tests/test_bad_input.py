@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import pathlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import _cli, interpolate, palindrome, sample, train_classifier, train_gan
+from experiments import _cli, interpolate, palindrome, reproduce, sample, train_classifier, train_gan
 from jaxgan.classifier.train import checkpoint_record as classifier_record
 from jaxgan.configs.base import to_record
 from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.configs.gan import KIND as GAN
 from jaxgan.configs.gan import GANConfig
+from jaxgan.gan.steps import init_state
 from jaxgan.palindrome.steps import run_config
 from jaxgan.palindrome.train import sweep_record
 from jaxgan.runtime import checkpoint
@@ -44,13 +46,22 @@ def _idx(folder: pathlib.Path, count: int = IMAGES, labels: int | None = None, m
     return folder
 
 
-def _checkpoint(directory: pathlib.Path, config: dict, step: int = 2) -> pathlib.Path:
-    """A checkpoint directory whose one checkpoint records ``config`` (the state is a toy)."""
+def _checkpoint(directory: pathlib.Path, config: dict, step: int = 2, state=None) -> pathlib.Path:
+    """A checkpoint directory whose one checkpoint records ``config`` (the state a toy unless given)."""
     manager = checkpoint.open_manager(directory)
-    checkpoint.save(manager, step, {"w": jnp.zeros(3)}, config)
+    checkpoint.save(manager, step, {"w": jnp.zeros(3)} if state is None else state, config)
     manager.wait_until_finished()
     manager.close()
     return directory
+
+
+def _nan_ema_gan(directory: pathlib.Path) -> pathlib.Path:
+    """A real (small) GAN checkpoint whose EMA weights are NaN: the state a NaN EMA decay trained."""
+    config = GANConfig(gen_features=(32, 64), disc_features=(64, 32))
+    state = init_state(config)
+    state = state.replace(ema_params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.ema_params))
+    record = {**to_record(config, GAN), "source": "idx", "num_images": IMAGES, "data_sha256": "0" * 16}
+    return _checkpoint(directory, record, state=state)
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +87,15 @@ def _make_inputs(root: pathlib.Path) -> dict[str, pathlib.Path]:
             ClassifierConfig(), source="idx", num_images=IMAGES)),
         "palindrome_ck": _checkpoint(root / "palindrome_ck" / "rnn-scalar",
                                      sweep_record(sweep, [3, 4], [0], 2)).parent,
+        "nan_gan_ck": _nan_ema_gan(root / "nan_gan_ck"),
     }
 
 
 MAINS = {"palindrome": palindrome.main, "train_gan": train_gan.main,
-         "train_classifier": train_classifier.main, "sample": sample.main, "interpolate": interpolate.main}
+         "train_classifier": train_classifier.main, "sample": sample.main, "interpolate": interpolate.main,
+         "reproduce": reproduce.main}
+# Scripts whose outputs (workdir, checkpoints) go to the row's own folder.
+TRAINERS = ("palindrome", "train_gan", "train_classifier", "reproduce")
 PAL_TINY = "--models rnn --lengths 3 4 --seeds 1 --epochs 2 --num-examples 64 --batch-size 16"
 
 # (bad input, script, flags; {name} is a path from ``inputs`` or {out}, this row's own output
@@ -150,6 +165,46 @@ ROWS = [
      "holds a 'gan' checkpoint, not a classifier one"),
     ("missing checkpoint dir", "sample", "--checkpoint-dir {root}/nowhere --out {out}/s.npy",
      "no checkpoint directory at"),
+    # Settings under which a component is undefined or degenerate.
+    ("a batch of one image (BatchNorm)", "train_gan", "--batch-size 1",
+     "the batch size must be at least 2: the generator's BatchNorm normalises over the batch"),
+    ("too few held-out images for the scores", "train_classifier",
+     "--dataset idx:{idx} --holdout 0.05 --batch-size 32",
+     "holds out 6, fewer than the 10 the scores split their samples into"),
+    ("too few images for the whole study", "reproduce", "--dataset idx:{idx}",
+     "gives 128 images, too few for the whole study: the batch size 128 is larger than the 102 training"),
+    ("no images between the ends", "interpolate", "--checkpoint-dir {gan_ck} --steps 0 --out {out}/i.png",
+     "--steps must be at least 1, not 0"),
+    ("a row too wide to draw", "interpolate", "--checkpoint-dir {gan_ck} --steps 80000 --out {out}/i.png",
+     "cannot be drawn: 4 rows of 80002 images make a figure of 8800220 x 560 pixels"),
+    ("more pairs than the search draws", "interpolate",
+     "--checkpoint-dir {gan_ck} --classifier-dir {classifier_ck} --pairs 10001 --out {out}/i.png",
+     "--pairs 10001 can never be found"),
+    ("a seed beyond the 32 bits of a JAX key", "train_gan", "--seed 4294967296",
+     "--seed must be at most 4294967295, not 4294967296 (a JAX random key keeps 32 bits of its seed"),
+    ("a seed beyond the 32 bits of a JAX key", "sample", "--checkpoint-dir {gan_ck} --seed 4294967297 "
+     "--out {out}/s.npy", "4294967297 is above 4294967295: a JAX random key keeps 32 bits of its seed"),
+    ("seeds beyond the sweep's int32", "reproduce", "--dataset idx:{idx} --seed 4294967295",
+     "the palindrome sweep would take seeds 4294967295 to 4294967297, beyond the int32"),
+    # Numbers checked as they are used, in float32.
+    ("EMA decay that is 1.0 in float32", "train_gan", "--ema-decay 0.99999999",
+     "--ema-decay must be below 1, not 0.99999999, which is 1.0 in float32, the precision it is used in"),
+    ("Adam b1 that is 1.0 in float32", "train_gan", "--b1 0.99999999", "0.99999999, which is 1.0 in float32"),
+    ("Adam b2 that is 1.0 in float32", "train_gan", "--b2 0.999999999",
+     "0.999999999, which is 1.0 in float32"),
+    ("learning rate that is 0 in float32", "train_gan", "--lr 1e-50",
+     "--lr must be above 0, not 1e-50, which is 0.0 in float32, the precision it is used in"),
+    ("learning rate that is 0 in float32", "palindrome", "--lr 1e-46", "1e-46, which is 0.0 in float32"),
+    ("learning rate that is 0 in float32", "train_classifier", "--learning-rate 1e-50",
+     "1e-50, which is 0.0 in float32"),
+    ("clipping norm that is infinite in float32", "palindrome", "--clip-norm 1e39",
+     "--clip-norm must be a finite number, not 1e+39, which is inf in float32"),
+    ("learning rate that is not a number", "train_gan", "--lr nan", "--lr must be a finite number, not nan"),
+    # Nothing is drawn from weights that are not finite.
+    ("generator weights that are NaN", "sample", "--checkpoint-dir {nan_gan_ck} --out {out}/s.npy",
+     "the ema weights of the generator at step 2 in"),
+    ("generator weights that are NaN", "interpolate", "--checkpoint-dir {nan_gan_ck} --out {out}/i.png",
+     "are not all finite (NaN or infinity), so they cannot draw images"),
 ]
 
 
@@ -157,6 +212,16 @@ def _files(root: pathlib.Path) -> dict[str, bytes]:
     """Every file under ``root`` (lock files aside) and its bytes."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and p.name != checkpoint.LOCK_NAME}
+
+
+def _with_outputs(script: str, argv: list[str], out: pathlib.Path) -> list[str]:
+    """``argv`` with a trainer's workdir and checkpoints in ``out`` unless the row names them."""
+    if script not in TRAINERS:
+        return argv
+    defaults = {"--workdir": str(out / "work")}
+    if script != "reproduce":  # it keeps its checkpoints inside its workdir
+        defaults["--checkpoint-dir"] = str(out / "ck")
+    return argv + [word for flag, value in defaults.items() if flag not in argv for word in (flag, value)]
 
 
 def _argv(flags: str, paths: dict) -> list[str]:
@@ -170,10 +235,7 @@ def _argv(flags: str, paths: dict) -> list[str]:
 def test_bad_input_is_one_sentence_and_writes_nothing(what, script, flags, words, inputs, tmp_path, capsys):
     out = tmp_path / "out"
     paths = {k: str(v) for k, v in inputs.items()} | {"out": str(out)}
-    argv = _argv(flags, paths)
-    if script in ("palindrome", "train_gan", "train_classifier"):  # their outputs go to this row's folder
-        defaults = {"--workdir": str(out / "work"), "--checkpoint-dir": str(out / "ck")}
-        argv += [word for flag, value in defaults.items() if flag not in argv for word in (flag, value)]
+    argv = _with_outputs(script, _argv(flags, paths), out)
     before = {"inputs": _files(inputs["root"]), "out": _files(tmp_path)}
     with pytest.raises(SystemExit) as stop:
         _cli.run(MAINS[script], argv)
@@ -218,7 +280,7 @@ def markdown_table(inputs: dict) -> str:  # pragma: no cover - used by hand: pyt
             err = io.StringIO()
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
                 with contextlib.suppress(SystemExit):
-                    _cli.run(MAINS[script], _argv(flags, paths))
+                    _cli.run(MAINS[script], _with_outputs(script, _argv(flags, paths), pathlib.Path(out)))
         shown = err.getvalue().strip()
         for name, path in sorted(paths.items(), key=lambda item: -len(item[1])):
             shown, flags = shown.replace(path, name.upper()), flags.replace("{" + name + "}", name.upper())

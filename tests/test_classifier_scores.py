@@ -358,7 +358,7 @@ def test_training_rejects_unlabelled_shapes_and_tiny_sets(tmp_path):
         train_classifier(images.astype(np.float32), labels, FAST, checkpoint_dir=tmp_path)
     with pytest.raises(UserError, match="label"):
         train_classifier(images, labels + 10, FAST, checkpoint_dir=tmp_path)
-    with pytest.raises(UserError, match="fewer than one batch"):
+    with pytest.raises(UserError, match="batch size 64 is larger than the 32 training images"):
         train_classifier(images, labels, ClassifierConfig(batch_size=64), checkpoint_dir=tmp_path)
 
 

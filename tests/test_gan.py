@@ -29,7 +29,7 @@ from jaxgan.data.images import load_images
 from jaxgan.errors import UserError
 from jaxgan.gan import generate
 from jaxgan.gan import steps as gan
-from jaxgan.gan.train import train_and_evaluate
+from jaxgan.gan.train import score_line, train_and_evaluate
 from jaxgan.models.gan import BatchNorm1d, Discriminator, Generator, decode
 from jaxgan.runtime import checkpoint, files, loop
 from jaxgan.scores import make_reference
@@ -337,6 +337,59 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(straight_
     assert list(manager.all_steps()) == [40]
     manager.close()
     assert not (tmp / "nan" / "run" / "metrics.jsonl").read_text().strip()
+
+
+def test_a_non_finite_ema_stops_the_run_without_saving_and_names_the_step(straight_run, small_images):
+    tmp, straight = straight_run
+    # The EMA never feeds back into training, so the losses stay finite while it is NaN: only its own
+    # watch (ema_norm) can stop the run before a checkpoint and the samples drawn from it are NaN.
+    state = straight["state"]
+    poisoned = state.replace(ema_params=jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan),
+                                                     state.ema_params))
+    reader = checkpoint.open_manager(tmp / "straight" / "ck", create=False)
+    _, record = checkpoint.read_config(reader)
+    reader.close()
+    manager = checkpoint.open_manager(tmp / "nan_ema" / "ck")
+    checkpoint.save(manager, 40, poisoned, record)
+    checkpoint.confirm_saved(manager, 40)
+    manager.close()
+    stopped = (r"^ema_norm became nan at step 41 \(epoch 5\), so training stopped without saving; the "
+               r"checkpoint at step 40 in .* holds")
+    with pytest.raises(loop.NonFinite, match=stopped):
+        _run(small_images, _small_config(epochs=6), tmp, "nan_ema")
+    assert sorted(int(p.name) for p in (tmp / "nan_ema" / "ck").iterdir() if p.name.isdigit()) == [40]
+
+
+def test_degenerate_settings_are_refused_by_the_library_before_any_work(small_images, tmp_path):
+    float32 = r", which is (1|0)\.0 in float32"
+    cases = {"the batch size must be at least 2: the generator's BatchNorm": {"batch_size": 1},
+             r"--ema-decay must be below 1, not 0\.99999999" + float32: {"ema_decay": 0.99999999},
+             r"--b1 must be below 1, not 0\.99999999" + float32: {"b1": 0.99999999},
+             r"--b2 must be below 1, not 0\.999999999" + float32: {"b2": 0.999999999},
+             r"--lr must be above 0, not 1e-50" + float32: {"learning_rate": 1e-50}}
+    for pattern, change in cases.items():
+        with pytest.raises(UserError, match=f"^{pattern}"):
+            _run(small_images, _small_config(**change), tmp_path, "bad")
+        assert not (tmp_path / "bad").exists(), pattern
+
+
+def test_a_non_finite_score_is_written_as_null_and_named_never_as_a_number(tmp_path):
+    scores = {"raw": {"inception_score": 2.5, "inception_std": 0.1, "fid": float("nan")},
+              "ema": {"inception_score": float("inf"), "inception_std": 0.2, "fid": 3.0}}
+    line = score_line(scores, step=10, epoch=1, num_samples=64)
+    assert line["fid_raw"] is None and line["inception_score_ema"] is None
+    assert line["inception_score_raw"] == 2.5 and line["fid_ema"] == 3.0
+    assert line["not_finite"] == ["fid_raw", "inception_score_ema"]
+    json.dumps(line, allow_nan=False)  # valid JSON: no NaN or Infinity written as a number
+    later = {weights: {"inception_score": 3.0, "inception_std": 0.1, "fid": 2.0} for weights in scores}
+    lines = [line, score_line(later, step=20, epoch=2, num_samples=64)]
+    files.append_jsonl(tmp_path / "scores.jsonl", lines)
+    from jaxgan.plotting.gan import scores_figure
+    from jaxgan.scores import score_text
+
+    scores_figure(str(tmp_path / "scores.jsonl"), str(tmp_path / "scores.png"))  # a gap, not a crash
+    assert (tmp_path / "scores.png").stat().st_size > 0
+    assert [score_text(v) for v in (None, float("nan"), 2.345)] == ["not finite", "not finite", "2.35"]
 
 
 def _write_idx(folder: pathlib.Path, images: np.ndarray) -> None:

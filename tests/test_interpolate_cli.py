@@ -168,3 +168,65 @@ def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(gan_dir, classifier
         assert exit_info.value.code == 2, phrase
         assert phrase in err and err.startswith("error:") and "\n" not in err, err
         assert list(tmp_path.iterdir()) == [], phrase
+
+
+# --- nothing is drawn or written from values that are not finite ---
+
+
+@pytest.fixture(scope="module")
+def nan_ema_dir(gan_dir, tmp_path_factory):
+    """gan_dir's checkpoint with NaN EMA weights (what an EMA decay of 1.0 in float32 trained)."""
+    directory = tmp_path_factory.mktemp("nan_ema")
+    reader = checkpoint.open_manager(gan_dir, create=False)
+    abstract = jax.eval_shape(functools.partial(init_state, TINY_GAN))
+    state, record = checkpoint.restore(reader, abstract, kind=KIND)
+    reader.close()
+    state = state.replace(ema_params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.ema_params))
+    manager = checkpoint.open_manager(directory)
+    checkpoint.save(manager, 5, state, record)
+    checkpoint.confirm_saved(manager, 5)
+    manager.close()
+    return directory
+
+
+def _refused(main, argv, capsys) -> str:
+    """Runs a script that must refuse: exit 2 and one line on stderr, which is returned."""
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.run(main, argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_non_finite_generator_weights_draw_nothing(nan_ema_dir, tmp_path, capsys):
+    from experiments import sample
+
+    out = tmp_path / "out"
+    err = _refused(sample.main, ["--checkpoint-dir", str(nan_ema_dir), "--out", str(out / "s.npy"),
+                                 "--png", str(out / "s.png")], capsys)
+    assert f"the ema weights of the generator at step 5 in {nan_ema_dir} are not all finite" in err
+    err = _refused(cli.main, ["--checkpoint-dir", str(nan_ema_dir), "--out", str(out / "i.png")], capsys)
+    assert "the ema weights of the generator at step 5" in err
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+    # The raw weights of the same checkpoint are finite, and draw.
+    sample.main(["--checkpoint-dir", str(nan_ema_dir), "--weights", "raw", "--n", "3",
+                 "--out", str(out / "raw.npy")])
+    assert np.isfinite(np.load(out / "raw.npy")).all()
+
+
+@pytest.mark.parametrize("script", ["sample", "interpolate"])
+def test_images_that_are_not_finite_are_refused_and_nothing_is_written(script, gan_dir, tmp_path, monkeypatch,
+                                                                       capsys):
+    # Finite weights can still draw non-finite images (an overflow): the images themselves are checked.
+    from experiments import sample
+    from jaxgan.gan import generate
+
+    real_decode = generate.decode
+    nan_decode = lambda variables, noise: real_decode(variables, noise) * jnp.nan
+    monkeypatch.setattr(generate, "decode", nan_decode)
+    monkeypatch.setattr(interp, "decode", nan_decode)
+    main, name = (sample.main, "s.npy") if script == "sample" else (cli.main, "i.png")
+    err = _refused(main, ["--checkpoint-dir", str(gan_dir), "--out", str(tmp_path / "out" / name)], capsys)
+    assert "images that the generator (ema weights) at step 5 in" in err and "are not finite" in err
+    assert err.endswith("so nothing was written")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

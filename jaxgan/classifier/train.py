@@ -18,7 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.classifier.steps import ClassifierData, evaluate, init_state, run_keys, split_holdout, train_epoch
+from jaxgan.classifier.steps import (
+    ClassifierData,
+    check_split,
+    evaluate,
+    init_state,
+    run_keys,
+    split_holdout,
+    train_epoch,
+)
 from jaxgan.configs.base import resume_keys, to_record
 from jaxgan.configs.classifier import KIND, ClassifierConfig
 from jaxgan.errors import UserError
@@ -60,10 +68,9 @@ def train_and_evaluate(images: np.ndarray, labels: np.ndarray, config: Classifie
         raise UserError(f"the classifier takes uint8 images [N, 28, 28], not {images.dtype} {images.shape}")
     if labels.shape != images.shape[:1] or labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise UserError("the classifier needs one label in 0..9 per image")
+    check_split(len(images), config)
     keys = run_keys(config.seed)
     train_idx, holdout_idx = split_holdout(len(images), config.holdout_fraction, keys["split"])
-    if len(train_idx) < config.batch_size:
-        raise UserError(f"only {len(train_idx)} training images, fewer than one batch of {config.batch_size}")
     record = checkpoint_record(config, source=source, num_images=len(images))
     data = ClassifierData(images=jnp.asarray(images), labels=jnp.asarray(labels, jnp.int32),
                           train_idx=jnp.asarray(train_idx), holdout_idx=jnp.asarray(holdout_idx))

@@ -44,23 +44,25 @@ class Spec:
     legacy: Any = _NO_LEGACY
     cli: dict | None = None  # extra argparse keyword arguments (type, nargs, choices, metavar)
     parse: Callable[[Any], Any] | None = None  # the parsed flag value -> the field value
+    note: str | None = None  # why the bounds are what they are, added to a range error
 
 
 def setting(default: Any, help: str, *, flag: str | None = "", minimum: float | None = None,
             maximum: float | None = None, below: float | None = None, above: float | None = None,
             choices: Sequence | None = None, item: str | None = None, resume: bool = True,
             legacy: Any = _NO_LEGACY, cli: dict | None = None,
-            parse: Callable[[Any], Any] | None = None) -> Any:
+            parse: Callable[[Any], Any] | None = None, note: str | None = None) -> Any:
     """A dataclass field with its rules: ``minimum``/``maximum`` (inclusive), ``above``/``below``
     (exclusive, checked in float32 for floats), ``choices``; for tuples every element is checked.
 
     ``flag`` is the command-line flag (default: ``--`` and the name with dashes; None: no flag).
     ``resume=False`` fields may differ between a checkpoint and the run that resumes it.
-    ``legacy`` is the value a record written before the field existed stands for.
+    ``legacy`` is the value a record written before the field existed stands for; ``note`` says why
+    the bounds are what they are.
     """
     spec = Spec(help=help, flag=flag, minimum=minimum, maximum=maximum, below=below, above=above,
                 choices=None if choices is None else tuple(choices), item=item, resume=resume,
-                legacy=legacy, cli=cli, parse=parse)
+                legacy=legacy, cli=cli, parse=parse, note=note)
     return dataclasses.field(default=default, metadata={"spec": spec})
 
 
@@ -77,33 +79,58 @@ def flag_of(field: dataclasses.Field) -> str | None:
     return spec.flag or "--" + field.name.replace("_", "-")
 
 
-def _as_float32(value: float) -> float:
-    """``value`` as the float32 the device computes with."""
-    return float(np.float32(value))
+def as_float32(value: float) -> float:
+    """``value`` as the float32 the device computes with (inf where it overflows)."""
+    with np.errstate(over="ignore"):
+        return float(np.float32(value))
+
+
+def _shown_bound(bound: float) -> str:
+    """A bound for a message: an int as it is, a float in its shortest form (0, 1, 0.5)."""
+    return f"{bound:g}" if isinstance(bound, float) else f"{bound}"
 
 
 def _check_value(name: str, value: Any, spec: Spec, is_float: bool) -> None:
-    """Raises UserError for the first rule ``value`` breaks; ``name`` is how the message calls it."""
+    """Raises UserError for the first rule ``value`` breaks; ``name`` is how the message calls it.
+
+    A float is checked as given and as float32 rounds it, the precision training uses it in:
+    0.99999999 is 1.0 there (an EMA decay or Adam beta of 1 makes the bias correction 0/0), 1e-50
+    is 0 (no learning rate), 1e39 is infinite. A rule broken only in float32 is named as such.
+    """
     if spec.choices is not None and value not in spec.choices:
         raise UserError(f"unknown {name} {value!r}; choose from {', '.join(map(str, spec.choices))}")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return
+    why = f" ({spec.note})" if spec.note else ""
     if is_float and not math.isfinite(value):
         raise UserError(f"{name} must be a finite number, not {value}")
-    used = _as_float32(value) if is_float else value
-    # A rule broken only in float32 is named as such: 0.99999999 is 1.0 there, which is not below 1.
-    shown = f"{value}" if used == value else f"{value} (which is {used} in float32, the precision used)"
+    used = as_float32(value) if is_float else value
+    shown = (f"{value}" if used == value
+             else f"{value!r}, which is {used!r} in float32, the precision it is used in")
+    if not math.isfinite(used):
+        raise UserError(f"{name} must be a finite number, not {shown}")
     low, high = spec.minimum, spec.maximum
     if spec.item is not None and low is not None and high is not None and not low <= used <= high:
-        raise UserError(f"{name} {value} is out of range: it must be between {low:g} and {high:g}")
+        raise UserError(f"{name} {value} is out of range: it must be between {_shown_bound(low)} and "
+                        f"{_shown_bound(high)}{why}")
     if low is not None and used < low:
-        raise UserError(f"{name} must be at least {low:g}, not {shown}")
+        raise UserError(f"{name} must be at least {_shown_bound(low)}, not {shown}{why}")
     if high is not None and used > high:
-        raise UserError(f"{name} must be at most {high:g}, not {shown}")
+        raise UserError(f"{name} must be at most {_shown_bound(high)}, not {shown}{why}")
     if spec.above is not None and not used > spec.above:
-        raise UserError(f"{name} must be above {spec.above:g}, not {shown}")
+        raise UserError(f"{name} must be above {_shown_bound(spec.above)}, not {shown}{why}")
     if spec.below is not None and not used < spec.below:
-        raise UserError(f"{name} must be below {spec.below:g}, not {shown}")
+        raise UserError(f"{name} must be below {_shown_bound(spec.below)}, not {shown}{why}")
+
+
+# The largest seed a JAX key holds: jax.random.PRNGKey keeps 32 bits, so 2**32 draws seed 0's numbers.
+MAX_SEED = 2**32 - 1
+SEED_NOTE = "a JAX random key keeps 32 bits of its seed, so a larger one would draw a smaller seed's numbers"
+
+
+def seed_setting(help: str) -> Any:
+    """A seed field: 0 .. MAX_SEED, with the reason for the upper bound."""
+    return setting(0, help, minimum=0, maximum=MAX_SEED, note=SEED_NOTE)
 
 
 def _is_float_field(cls: type, field: dataclasses.Field) -> bool:

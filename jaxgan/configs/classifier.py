@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxgan.configs.base import check, setting
+from jaxgan.configs.base import check, seed_setting, setting
 
 KIND = "classifier"
 
@@ -26,7 +26,7 @@ class ClassifierConfig:
     holdout_fraction: float = setting(
         0.2, "fraction of the images held out for evaluation, drawn from the seed; 0.2 of the 10,000 MNIST "
         "test images trains on 8,000 and holds out 2,000", flag="--holdout", above=0.0, below=1.0)
-    seed: int = setting(0, "seed of the split, the initialisation, shuffling and dropout", minimum=0)
+    seed: int = seed_setting("seed of the split, the initialisation, shuffling and dropout")
     conv1: int = setting(32, "channels of the first convolution", flag=None, minimum=1)
     conv2: int = setting(64, "channels of the second convolution", flag=None, minimum=1)
     hidden: int = setting(128, "units of the feature layer (the features FID compares)", flag=None, minimum=1)

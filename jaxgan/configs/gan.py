@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxgan.configs.base import check, setting
+from jaxgan.configs.base import check, seed_setting, setting
 from jaxgan.errors import UserError
 from jaxgan.models.gan import DISC_FEATURES, GEN_FEATURES
 
@@ -46,8 +46,7 @@ class GANConfig:
     checkpoint_every: int = setting(5, "save a checkpoint every this many epochs, and at the end", minimum=1,
                                     resume=False)
     keep_checkpoints: int = setting(3, "how many of the newest checkpoints to keep", minimum=1, resume=False)
-    seed: int = setting(0, "seed of the initialisation, shuffling, noise and the fixed sample noise",
-                        minimum=0)
+    seed: int = seed_setting("seed of the initialisation, shuffling, noise and the fixed sample noise")
     ema_decay: float = setting(0.999, "decay of the exponential moving average of the generator's weights, "
                                "kept beside them; 0 disables it", minimum=0.0, below=1.0)
 
@@ -68,7 +67,7 @@ class InterpolationConfig:
     mode: str = setting("linear", "straight line or great circle between the ends",
                         choices=INTERPOLATION_MODES)
     threshold: float = setting(0.9, "confidence both ends need", minimum=0.0, maximum=1.0)
-    seed: int = setting(0, "seed of the latent pairs", minimum=0)
+    seed: int = seed_setting("seed of the latent pairs")
 
     def validate(self) -> None:
         """Raises one UserError for the first setting that is out of range."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxgan.configs.base import check, setting
+from jaxgan.configs.base import check, seed_setting, setting
 from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH, split_sizes
 from jaxgan.errors import UserError
 from jaxgan.models.recurrent import CELLS, INITS
@@ -43,7 +43,7 @@ class PalindromeConfig:
         minimum=1, maximum=MAX_INPUT_LENGTH, item="input length",
         cli={"nargs": "+", "metavar": "T", "type": "lengths"}, parse=_lengths)
     num_seeds: int = setting(3, "seeds per length: seed, seed + 1, ...", flag="--seeds", minimum=1)
-    seed: int = setting(0, "the first seed", minimum=0)
+    seed: int = seed_setting("the first seed")
     epochs: int = setting(100, "training epochs in total; a finished or interrupted study with the same "
                           "checkpoints continues to this many", minimum=1, resume=False)
     encodings: tuple[str, ...] = setting(
@@ -87,6 +87,10 @@ class PalindromeConfig:
     def validate(self) -> None:
         """Raises one UserError for the first setting that is out of range or does not fit the data."""
         check(self)
+        last = self.seed + self.num_seeds - 1
+        if last > 2**31 - 1:  # the sweep holds its seeds as int32
+            raise UserError(f"the palindrome sweep would take seeds {self.seed} to {last}, beyond the int32 "
+                            f"the sweep holds them in (at most {2**31 - 1})")
         num_train, num_val = split_sizes(self.num_examples, self.val_fraction)
         if num_train < 1 or num_val < 1:
             raise UserError(f"{self.num_examples} palindromes are too few to split into training and "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jaxgan.configs.base import from_record
 from jaxgan.configs.gan import KIND, GANConfig
@@ -28,7 +30,8 @@ def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str
     "raw" (the generator as trained), or None: the EMA when the checkpoint keeps one, else raw.
     Reads the newest (or the given) checkpoint into an abstract target from ``jax.eval_shape``,
     built from the config saved beside it. A checkpoint written before the EMA existed gives
-    its raw generator; asking it (or one trained with ``ema_decay`` 0) for "ema" is a UserError.
+    its raw generator; asking it (or one trained with ``ema_decay`` 0) for "ema" is a UserError,
+    and so are weights that are not all finite.
     """
     if weights is not None and weights not in WEIGHTS:
         raise UserError(f"unknown generator weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
@@ -55,7 +58,19 @@ def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str
         gen_variables = {"params": state["gen"].params, "batch_stats": state["gen"].batch_stats}
     else:
         gen_variables = generator_variables(state, weights)
+    if not all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(gen_variables)):
+        raise UserError(f"the {weights} weights of the generator at step {step} in {checkpoint_dir} are not "
+                        f"all finite (NaN or infinity), so they cannot draw images")
     return gen_variables, {**record, "checkpoint_step": step, "weights": weights}
+
+
+def check_finite_images(images: np.ndarray, what: str) -> np.ndarray:
+    """Returns images [n, ...] if every value is finite; otherwise UserError naming ``what`` drew them."""
+    bad = int(np.count_nonzero(~np.isfinite(np.asarray(images)).reshape(len(images), -1).all(axis=1)))
+    if bad:
+        raise UserError(f"{bad} of the {len(images)} images that {what} drew are not finite (NaN or "
+                        f"infinity), so nothing was written")
+    return images
 
 
 def sample(gen_variables: dict, key: jax.Array, n: int) -> jax.Array:

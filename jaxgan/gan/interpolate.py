@@ -22,6 +22,8 @@ from jaxgan.models.gan import IMAGE_SHAPE, decode, latent_dim_of
 _PARALLEL_ANGLE = 1e-4
 # Pairs drawn per classifier call in find_pairs: enough to amortise a jitted call.
 _DRAW_BATCH = 64
+# Pairs find_pairs draws before it gives up (so it can never keep more than this many).
+MAX_TRIES = 10_000
 
 
 def _with_ends(path: jax.Array, z0: jax.Array, z1: jax.Array) -> jax.Array:
@@ -75,7 +77,7 @@ def random_pairs(latent_key: jax.Array, num_pairs: int, latent_dim: int) -> np.n
 
 def find_pairs(key: jax.Array, generate_fn: Callable[[jax.Array], jax.Array],
                classify_fn: Callable[[jax.Array], jax.Array] | None, num_pairs: int, latent_dim: int,
-               threshold: float = 0.9, max_tries: int = 10_000) -> tuple[np.ndarray, np.ndarray | None]:
+               threshold: float = 0.9, max_tries: int = MAX_TRIES) -> tuple[np.ndarray, np.ndarray | None]:
     """Latent pairs whose two images the classifier puts in different classes, both confidently.
 
     ``generate_fn(latents [B, D]) -> images [B, 28, 28]`` and ``classify_fn(images) -> probs [B, 10]``.
@@ -106,14 +108,14 @@ def find_pairs(key: jax.Array, generate_fn: Callable[[jax.Array], jax.Array],
         draw += 1
     if len(kept_latents) < num_pairs:
         raise UserError(f"found only {len(kept_latents)} of {num_pairs} pairs of different, confident "
-                        f"classes in {max_tries} tries; lower the confidence threshold ({threshold}) "
-                        f"or train the generator longer")
+                        f"classes in {max_tries} tries; lower the confidence threshold ({threshold}), "
+                        f"draw with the generator's other weights (raw or EMA), or train it longer")
     return np.stack(kept_latents), np.stack(kept_probs)
 
 
 def interpolation_rows(gen_variables: dict, pair_key: jax.Array, *, num_pairs: int = 4, num_between: int = 7,
                        mode: str = "linear", classify_fn: Callable[[jax.Array], jax.Array] | None = None,
-                       threshold: float = 0.9, max_tries: int = 10_000) -> dict:
+                       threshold: float = 0.9, max_tries: int = MAX_TRIES) -> dict:
     """Pairs (classifier-checked when ``classify_fn`` is given) and their decoded paths.
 
     Returns {"latents": [P, S, D], "images": [P, S, 28, 28] in [-1, 1], "probs": [P, S, 10] or

@@ -35,8 +35,10 @@ from jaxgan.models.gan import IMAGE_SIZE, Discriminator, Generator, latent_dim_o
 from jaxgan.runtime import parallel
 from jaxgan.scores import classifier_scores_of_sets
 
+# ema_norm is the norm of the EMA generator's variables (weights and BatchNorm statistics): the EMA
+# never feeds back into training, so the losses cannot show when it stops being finite; this does.
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fake_called_real",
-           "d_grad_norm", "g_grad_norm", "d_param_norm", "g_param_norm")
+           "d_grad_norm", "g_grad_norm", "d_param_norm", "g_param_norm", "ema_norm")
 GRID_SIZE = 25  # a 5x5 grid of samples
 WEIGHTS = ("ema", "raw")  # the two generators a state holds
 _SHUFFLE_STREAM, _NOISE_STREAM, _GRID_STREAM, _SCORE_STREAM = 1, 2, 3, 4
@@ -237,7 +239,8 @@ def gan_step(state: GANState, real_batch: jax.Array, noise_key: jax.Array) -> tu
     gen, fake, gen_metrics = gen_step(state.gen, state.disc, noise)
     disc, disc_metrics = disc_step(state.disc, real, jax.lax.stop_gradient(fake))
     state = update_ema(state.replace(gen=gen, disc=disc, step=state.step + 1), noise)
-    return state, {**gen_metrics, **disc_metrics}
+    ema_norm = optax.tree.norm({"params": state.ema_params, "batch_stats": state.ema_batch_stats})
+    return state, {**gen_metrics, **disc_metrics, "ema_norm": ema_norm}
 
 
 def score_noise(state: GANState, num_samples: int) -> jax.Array:

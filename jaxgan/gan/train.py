@@ -14,6 +14,7 @@ import functools
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -36,16 +37,26 @@ from jaxgan.gan.steps import (
 from jaxgan.models.gan import IMAGE_SHAPE, decode
 from jaxgan.plotting import gan as plots
 from jaxgan.runtime import files, loop, parallel
-from jaxgan.scores import Reference
+from jaxgan.scores import NonFiniteScore, Reference, score_value
 
 
 def score_line(scores: dict, *, step: int, epoch: int, num_samples: int) -> dict:
-    """One scores.jsonl line: step, epoch, sample count, and ``{name}_{weights}`` per score."""
-    record = {"step": step, "epoch": epoch, "num_samples": num_samples}
+    """One scores.jsonl line: step, epoch, sample count, and ``{name}_{weights}`` per score.
+
+    A score that is not finite is written as null, never as a number (JSON has no NaN), and named
+    in the line's ``not_finite`` list.
+    """
+    line = {"step": step, "epoch": epoch, "num_samples": num_samples}
+    bad = []
     for weights in (w for w in WEIGHTS[::-1] if w in scores):  # raw first
         for name in ("inception_score", "inception_std", "fid"):
-            record[f"{name}_{weights}"] = float(str(np.float32(scores[weights][name])))  # shortest exact
-    return record
+            value = score_value(scores[weights][name])
+            line[f"{name}_{weights}"] = value
+            if value is None:
+                bad.append(f"{name}_{weights}")
+    if bad:
+        line["not_finite"] = bad
+    return line
 
 
 def fingerprint(images: np.ndarray) -> str:
@@ -231,6 +242,10 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
                 tick = time.perf_counter()
                 scores = jax.device_get(scorer(state, *score_args))
                 line = score_line(scores, step=step, epoch=epoch + 1, num_samples=reference.num_samples)
+                if "not_finite" in line:
+                    names = ", ".join(line["not_finite"])
+                    warnings.warn(f"the scores {names} at step {step} are not finite; {scores_path} records "
+                                  f"them as null", NonFiniteScore, stacklevel=2)
                 if run.writer:
                     files.append_jsonl(scores_path, [line])
                 seconds_scoring = time.perf_counter() - tick

@@ -124,9 +124,10 @@ def scores_figure(scores_path: str, path: str) -> None:
         for weights, style, text in (("raw", "o-", "raw weights"), ("ema", "s--", "EMA weights")):
             key = f"{name}_{weights}"
             if all(key in r for r in records):
-                values = [r[key] for r in records]
-                ax.plot(steps, values, style, label=text)
-                plotted.extend(values)
+                # A score that was not finite is null in the file: a gap in the curve, not a point.
+                points = [(s, r[key]) for s, r in zip(steps, records, strict=True) if r[key] is not None]
+                ax.plot([s for s, _ in points], [v for _, v in points], style, label=text)
+                plotted.extend(v for _, v in points)
         if name == "fid" and plotted and min(plotted) > 0:
             ax.set_yscale("log")  # FID falls by orders of magnitude early in training
             plain = FuncFormatter(lambda value, _: f"{value:g}")

@@ -9,6 +9,24 @@ import numpy as np
 
 from jaxgan.runtime import files
 
+DPI = 100
+# Matplotlib's Agg canvas refuses an image this many pixels wide or tall (ValueError at savefig).
+_AGG_LIMIT = 2**23
+
+
+def figure_inches(num_rows: int, num_cols: int, title: str = "") -> tuple[float, float]:
+    """(width, height) in inches of the figure of ``num_rows`` rows of ``num_cols`` images."""
+    return 1.1 * num_cols, 1.3 * num_rows + (0.4 if title else 0.0)
+
+
+def too_large(num_rows: int, num_cols: int) -> str | None:
+    """Why a figure of that many rows and images per row cannot be drawn (a phrase), or None if it can."""
+    width, height = (round(inches * DPI) for inches in figure_inches(num_rows, num_cols, title="t"))
+    if max(width, height) < _AGG_LIMIT:
+        return None
+    return (f"{num_rows} rows of {num_cols} images make a figure of {width} x {height} pixels, and "
+            f"matplotlib draws at most {_AGG_LIMIT - 1} in each direction")
+
 
 def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: str = "") -> str:
     """Saves images [P, S, 28, 28] in [-1, 1] as P rows of S, titled "class (conf.)" from probs [P, S, C].
@@ -19,7 +37,7 @@ def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: 
 
     images = np.asarray(images)
     num_rows, num_cols = images.shape[:2]
-    fig = Figure(figsize=(1.1 * num_cols, 1.3 * num_rows + (0.4 if title else 0.0)))
+    fig = Figure(figsize=figure_inches(num_rows, num_cols, title))
     for r in range(num_rows):
         for c in range(num_cols):
             ax = fig.add_subplot(num_rows, num_cols, r * num_cols + c + 1)
@@ -33,4 +51,4 @@ def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return files.save_figure(fig, path, dpi=100)
+    return files.save_figure(fig, path, dpi=DPI)
