@@ -388,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         result["torch"] = _torch_reference(args.torch_python, part1=args.whole, quick=args.quick)
     text = table(result)
     print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     files.write_json(args.out, result | {"table": text}, indent=1)
     print(f"wrote {args.out}")
 

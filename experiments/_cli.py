@@ -189,20 +189,23 @@ def load_image_flags(args: argparse.Namespace):
 
 
 def writable_dir(path: str) -> str:
-    """Makes ``path`` (and parents) or raises UserError saying why it cannot be written."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:
-        blocker = os.path.abspath(path)
-        while blocker != os.path.dirname(blocker) and not os.path.lexists(blocker):
-            blocker = os.path.dirname(blocker)
-        if os.path.lexists(blocker) and not os.path.isdir(blocker):  # "File exists", "Not a directory"
-            if blocker == os.path.abspath(path):
-                raise UserError(f"{path} is a file, not a directory") from None
-            raise UserError(f"cannot create directory {path}: {blocker} is a file") from None
-        raise UserError(f"cannot create directory {path}: {err.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise UserError(f"directory {path} is not writable")
+    """Raises UserError saying why directory ``path`` could not be made or written; creates nothing.
+
+    A script checks its output folders before any work and makes them only when it first writes,
+    so a run refused on bad input leaves no empty folder behind.
+    """
+    target = os.path.abspath(path)
+    existing = target
+    while existing != os.path.dirname(existing) and not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):  # a file where a folder would have to be
+        if existing == target:
+            raise UserError(f"{path} is a file, not a directory")
+        raise UserError(f"cannot create directory {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == target:
+            raise UserError(f"directory {path} is not writable")
+        raise UserError(f"cannot create directory {path}: {existing} is not writable")
     return path
 
 

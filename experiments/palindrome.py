@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     paths = summary.write_results(results, args.workdir)
     print()
     print(summary.summary_markdown(results))
+    print(summary.finding(results))
     wrote = (f"wrote {len(paths)} files to {args.workdir}" if paths
              else "process 0 writes the results")  # a multi-process run's other processes
     print(f"trained in {results['wall_time_s']} s; {wrote}, checkpoints to {args.checkpoint_dir}")

@@ -4,7 +4,9 @@
     python -m experiments.reproduce --dataset mnist         # the study's size (hours on a CPU)
 
 Everything goes to --workdir (checkpoints in its checkpoints/ folder, never the default
-checkpoints/); a rerun in the same workdir starts that run over.
+checkpoints/). Ctrl-C (or SIGTERM) stops at the next checkpoint of the running stage; the same
+command then continues every stage where it stopped and skips finished ones; --restart starts
+the workdir over.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.add_argument(f"--{name}", type=_cli.positive_int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default="runs/reproduce",
                         help="where REPORT.md, every figure and the checkpoints go (default: %(default)s)")
+    parser.add_argument("--restart", action="store_true",
+                        help="remove what an earlier run left in --workdir and start over (default: "
+                             "continue it)")
     return parser.parse_args(argv)
 
 
@@ -50,12 +55,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         name = f"{config.name} (with overrides)" if config.name != "study" else "custom"
         config = dataclasses.replace(config, name=name, **overrides)
     print(_cli.describe_devices())
-    result = reproduce.reproduce(config, workdir=args.workdir, dataset=args.dataset, split=args.split,
-                                 data_dir=args.data_dir, seed=args.seed)
+    from tqdm import tqdm
+
+    bars = []
+
+    def progress(label: str, total: int):
+        """A bar for one stage; the function it returns moves it to the epochs done."""
+        bar = tqdm(total=total, desc=label, unit="epoch", dynamic_ncols=True, leave=False)
+        bars.append(bar)
+
+        def advance(done: int) -> None:
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+        return advance
+
+    try:
+        result = reproduce.reproduce(config, workdir=args.workdir, dataset=args.dataset, split=args.split,
+                                     data_dir=args.data_dir, seed=args.seed, restart=args.restart,
+                                     log=tqdm.write, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
     print(f"classifier held-out accuracy: {100 * result['holdout_accuracy']:.2f}%")
     for label, row in result["scores"]["rows"].items():
         print(f"{label}: IS {score_text(row['inception_score'])} ± {score_text(row['inception_std'])}, "
               f"FID {score_text(row['fid'])}")
+    print(f"Part 1: {result['finding']}")
     print(f"wrote {result['report']} ({sum(result['seconds'].values()):.0f} s in all)")
 
 

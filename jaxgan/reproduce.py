@@ -3,8 +3,8 @@
 ``reproduce(config, workdir=...)`` runs each stage in turn, timing it, and writes every output
 under ``workdir``: ``palindrome/``, ``classifier/``, ``gan/``, ``interpolation.png`` (+ .json),
 ``scores.json`` and ``REPORT.md``, with all checkpoints under ``workdir/checkpoints`` so a run
-never touches the user's own. A rerun in the same workdir starts over: it removes the outputs
-and checkpoints an earlier run left there first. ``jaxgan.configs.reproduce`` holds the sizes.
+never touches the user's own. A rerun in the same workdir continues every stage from its
+checkpoints; ``restart`` starts it over. ``jaxgan.configs.reproduce`` holds the sizes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from jaxgan.classifier.restore import make_reference
 from jaxgan.classifier.steps import check_split, holdout_indices
 from jaxgan.classifier.train import train_and_evaluate as train_classifier
 from jaxgan.configs.gan import check_batch
@@ -34,15 +33,25 @@ from jaxgan.gan.train import train_and_evaluate as train_gan
 from jaxgan.models.classifier import predict
 from jaxgan.palindrome import summary
 from jaxgan.palindrome import train as palindrome
+from jaxgan.plotting.gan import save_grid
 from jaxgan.plotting.interpolation import rows_figure
 from jaxgan.runtime import files
-from jaxgan.scores import SCORE_SAMPLES, classifier_scores, score_text, score_value
+from jaxgan.scores import (
+    SCORE_SAMPLES,
+    classifier_scores,
+    make_reference,
+    score_text,
+    score_value,
+    splits_for,
+)
 
-# What reproduce owns inside its workdir (removed before a rerun).
+# What reproduce owns inside its workdir (removed by a restart).
 _OWNED = ("palindrome", "classifier", "gan", "checkpoints", "interpolation.png", "interpolation.json",
           "scores.json", "REPORT.md")
 # Pairs tried before the interpolation gives up on classifier-checked pairs (in the report, not silently).
 _PAIR_TRIES = 4096
+_SCORE_ROWS = {"raw": "trained generator (final, raw weights)",
+               "ema": "trained generator (final, EMA weights)"}
 
 
 def _clear(workdir: str) -> None:
@@ -55,34 +64,44 @@ def _clear(workdir: str) -> None:
             os.remove(path)
 
 
-def _palindrome_stage(config: ReproduceConfig, workdir: str, seed: int) -> dict:
+def _palindrome_stage(config: ReproduceConfig, workdir: str, seed: int, progress: Progress | None,
+                      log: Callable[[str], None]) -> dict:
     """Part 1: the RNN/LSTM sweep over lengths x seeds, results and figures in ``workdir/palindrome``."""
     study = dataclasses.replace(config.palindrome, seed=seed)
+
+    def sweep_progress(label: str, epochs: int):
+        """A bar per sweep, moved after every chunk."""
+        advance = progress(f"Part 1 {label}", epochs)
+        return lambda done, metrics: advance(done)
+
     results = palindrome.train_and_evaluate(study, os.path.join(workdir, "palindrome"),
-                                            os.path.join(workdir, "checkpoints", "palindrome"))
-    return {"summary": summary.summary_markdown(results),
+                                            os.path.join(workdir, "checkpoints", "palindrome"),
+                                            progress=sweep_progress if progress else None, log=log)
+    return {"summary": summary.summary_markdown(results), "finding": summary.finding(results),
             "figures": [p for p in results["written"] if p.endswith(".png")]}
 
 
 def _classifier_stage(image_set, config: ReproduceConfig, workdir: str, seed: int, dataset: str,
-                      split: str) -> dict:
+                      split: str, progress: Progress | None) -> dict:
     """The digit classifier on the image source: its variables, config, held-out accuracy, and the
-    ``Reference`` (features of up to SCORE_SAMPLES held-out images) every score is measured against.
+    ``Reference`` every score is measured against: up to SCORE_SAMPLES of its held-out images
+    (``reference_idx``, which the GAN does not train on either).
     """
-    if image_set.labels is None:
-        raise UserError(f"{image_set.source} has no labels; the classifier needs labelled digits")
     config = dataclasses.replace(config.classifier, seed=seed, dataset=dataset, split=split)
     checkpoint_dir = os.path.join(workdir, "checkpoints", "classifier")
+    advance = progress("classifier", config.epochs) if progress else None
     variables, summary = train_classifier(image_set.images, image_set.labels, config,
                                           checkpoint_dir=checkpoint_dir, source=image_set.source,
-                                          workdir=os.path.join(workdir, "classifier"))
+                                          workdir=os.path.join(workdir, "classifier"),
+                                          on_epoch=(lambda m: advance(m["epoch"])) if advance else None)
     # As many held-out images as the real-vs-real row can pair with training-part images.
     train_idx, held_idx = holdout_indices(len(image_set.images), config)
     n = min(SCORE_SAMPLES, len(held_idx), len(train_idx))
     reference = make_reference(variables, image_set.images[held_idx[:n]],
-                               f"{n} held-out images of {image_set.source}")
+                               f"{n} images of {image_set.source} that the classifier held out and the GAN "
+                               f"never trained on")
     return {"variables": variables, "config": config, "summary": summary, "reference": reference,
-            "real_comparison": image_set.images[train_idx[:n]]}
+            "reference_idx": held_idx[:n], "real_comparison": image_set.images[train_idx[:n]]}
 
 
 def _check_stages(image_set, config: ReproduceConfig, seed: int, dataset: str, split: str) -> None:
@@ -116,15 +135,30 @@ def _gan_config(config: ReproduceConfig, num_images: int, seed: int):
                                checkpoint_every=max(1, epochs // 2))
 
 
-def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference) -> dict:
-    """Part 2: trains the GAN, scoring it at each checkpoint; grids and figures in ``workdir/gan``.
+def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference,
+               progress: Progress | None) -> dict:
+    """Part 2: trains the GAN, scoring it at each checkpoint; grids and figures in ``workdir/gan``,
+    with a grid of real training images (``gan/real.png``) to judge them by.
 
     Returns the final generator's raw and EMA variables (``{"raw": ..., "ema": ...}``, EMA only
     when it is kept), the step, the last epoch's means, steps/s and the seconds spent scoring.
     """
+    bar = {}
+
+    def on_progress(info: dict) -> None:
+        """Opens the bar at the (resumed) start, then moves it once per epoch."""
+        if progress is None:
+            return
+        if info["event"] == "start":
+            bar["advance"] = progress("GAN", info["epochs"])
+            bar["advance"](info["epoch"])
+        elif info["event"] == "epoch":
+            bar["advance"](info["epoch"])
+
     result = train_gan(images, config, workdir=os.path.join(workdir, "gan"),
-                   checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"), source=source,
-                   reference=reference)
+                       checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"), source=source,
+                       reference=reference, progress=on_progress)
+    save_grid(images[:25], os.path.join(workdir, "gan", "real.png"))
     state = result["state"]
     generators = {weights: generator_variables(state, weights) for weights in scored_weights(state)}
     scores_png = os.path.join(workdir, "gan", "scores.png")
@@ -143,14 +177,26 @@ def _score_stage(classifier: dict, generators: dict, gan_config, score_key: jax.
         "real (classifier's training part) vs real held-out": classifier["real_comparison"],
         "untrained generator": sample(generator_variables(init_state(gan_config)), untrained_key, n),
     }
-    names = {"raw": "trained generator (final, raw weights)", "ema": "trained generator (final, EMA weights)"}
     for weights, variables in generators.items():
-        candidates[names[weights]] = sample(variables, trained_key, n)
+        candidates[_SCORE_ROWS[weights]] = sample(variables, trained_key, n)
     rows = {}
     for label, batch in candidates.items():
         scores = jax.device_get(classifier_scores(reference.variables, batch, reference.features))
         rows[label] = {k: score_value(v) for k, v in scores.items()}  # None (null) when not finite
     return {"num_samples": n, "rows": rows}
+
+
+def _interpolation_weights(scores: dict, generators: dict) -> tuple[str, str]:
+    """Which generator draws the interpolation, and why: the one with the lower FID (EMA on a tie)."""
+    if "ema" not in generators:
+        return "raw", "the run kept no EMA"
+    fids = {w: scores["rows"][_SCORE_ROWS[w]]["fid"] for w in ("raw", "ema")}
+    if fids["raw"] is None or fids["ema"] is None:
+        return "ema", "a score was not finite, so the EMA, the default of experiments.interpolate"
+    chosen = "ema" if fids["ema"] <= fids["raw"] else "raw"
+    other = "raw" if chosen == "ema" else "ema"
+    return chosen, (f"its FID is the lower: {fids[chosen]:.2f} against {fids[other]:.2f} for the "
+                    f"{'raw' if other == 'raw' else 'EMA'} weights")
 
 
 def _interpolation_stage(classifier: dict, gen_variables: dict, config: ReproduceConfig, workdir: str,
@@ -189,14 +235,28 @@ def _interpolation_stage(classifier: dict, gen_variables: dict, config: Reproduc
     return {"figure": path, "checked": rows["checked"], "note": note, "ends": ends, "weights": weights}
 
 
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+def _stage_error(err: UserError) -> UserError:
+    """A stage's one sentence, with what to do when the workdir holds an earlier run of other settings."""
+    if "was written with" in str(err):
+        return UserError(f"{err} (the workdir holds an earlier run with other settings: --restart starts it "
+                         f"over, or choose another --workdir)")
+    return err
+
+
 def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce", dataset: str = "auto",
-              split: str = "train", data_dir: str | None = None, seed: int = 0,
-              log: Callable[[str], None] = print) -> dict:
+              split: str = "train", data_dir: str | None = None, seed: int = 0, restart: bool = False,
+              log: Callable[[str], None] = print, progress: Progress | None = None) -> dict:
     """Runs every stage of the study and writes ``workdir/REPORT.md``; returns what the report shows.
 
-    ``log`` gets one line as each stage starts and ends. The returned dict holds the image
-    source, the per-stage wall seconds, the classifier's held-out accuracy, the scores and the
-    report's path.
+    Each training stage keeps its checkpoints in ``workdir/checkpoints``, so a rerun continues every
+    stage from where it stopped (a finished one in seconds) and ends where an unbroken run ends;
+    ``restart`` removes what an earlier run left in ``workdir`` first. ``log`` gets one line as each
+    stage starts and ends; ``progress(label, total)`` (a progress bar, say) returns a function that
+    is called with the epochs done. The returned dict holds the image source, the per-stage wall
+    seconds of this call, the classifier's held-out accuracy, the scores and the report's path.
     """
     seconds: dict[str, float] = {}
     root_key = jax.random.PRNGKey(seed)
@@ -206,7 +266,10 @@ def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce
         """Runs one stage, logs and records its wall time."""
         log(f"[{name}] ...")
         began = time.perf_counter()
-        out = fn()
+        try:
+            out = fn()
+        except UserError as err:
+            raise _stage_error(err) from None
         seconds[name] = time.perf_counter() - began
         log(f"[{name}] done in {seconds[name]:.1f} s")
         return out
@@ -221,19 +284,22 @@ def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce
         images = image_set.images
     _check_stages(image_set, config, seed, dataset, split)
     os.makedirs(workdir, exist_ok=True)
-    _clear(workdir)
-    part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(config, workdir, seed))
+    if restart:
+        _clear(workdir)
+    part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(config, workdir, seed, progress, log))
     log(f"images: {source} ({len(images)} used)")
     classifier = timed("classifier", lambda: _classifier_stage(image_set, config, workdir, seed, dataset,
-                                                              split))
-    gan_config = _gan_config(config, len(images), seed)
-    gan = timed("GAN", lambda: _gan_stage(images, gan_config, workdir, source, classifier["reference"]))
+                                                              split, progress))
+    gan_images = np.delete(images, classifier["reference_idx"], axis=0)  # the FID reference stays unseen
+    gan_config = _gan_config(config, len(gan_images), seed)
+    gan = timed("GAN", lambda: _gan_stage(gan_images, gan_config, workdir, source, classifier["reference"],
+                                          progress))
     scores = timed("scores", lambda: _score_stage(classifier, gan["generators"], gan_config, score_key))
     files.write_json(os.path.join(workdir, "scores.json"), scores)
-    # The interpolation uses the EMA weights when the run kept them, as experiments.interpolate does.
-    weights = "ema" if "ema" in gan["generators"] else "raw"
+    weights, why = _interpolation_weights(scores, gan["generators"])
     interp = timed("interpolation", lambda: _interpolation_stage(
         classifier, gan["generators"][weights], config, workdir, pair_key, gan["step"], weights))
+    interp["why"] = why
     report = _markdown(config, workdir=workdir, source=source, num_images=len(images), seed=seed,
                        part1=part1, classifier=classifier, gan_config=gan_config, gan=gan, scores=scores,
                        interp=interp, seconds=seconds)
@@ -241,7 +307,7 @@ def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce
     files.write_text(report_path, report)
     return {"source": source, "seconds": seconds,
             "holdout_accuracy": classifier["summary"]["holdout_accuracy"], "scores": scores,
-            "report": report_path, "interpolation_checked": interp["checked"]}
+            "report": report_path, "interpolation_checked": interp["checked"], "finding": part1["finding"]}
 
 
 def _link(workdir: str, path: str) -> str:
@@ -267,9 +333,11 @@ def _markdown(config: ReproduceConfig, *, workdir: str, source: str, num_images:
     lines += [f"**Image source:** {source}; {num_images} images used.", ""]
 
     lines += ["## Part 1: LSTM vs RNN on palindromes", "",
-              f"Final validation accuracy per input length T, scalar digit encoding, "
-              f"{p.epochs} epochs, hidden {p.hidden}.", "", part1["summary"]]
-    for figure in part1["figures"]:
+              f"The study's question: which model still learns to predict the last digit of a palindrome "
+              f"as the sequences get longer? {len(p.lengths)} input length(s), {p.num_seeds} seed(s), "
+              f"{p.epochs} epochs, hidden {p.hidden}.", "",
+              f"**Finding:** {part1['finding']}", "", part1["summary"]]
+    for figure in sorted(part1["figures"], key=lambda f: not f.endswith("final_accuracy.png")):
         name = os.path.basename(figure)
         lines += [f"![{name}]({_link(workdir, figure)})", ""]
 
@@ -277,23 +345,31 @@ def _markdown(config: ReproduceConfig, *, workdir: str, source: str, num_images:
     lines += ["## Digit classifier", "",
               f"Trained {summary['epoch']} epoch(s) on {summary['num_train']} images of the source, held out "
               f"{summary['num_holdout']}: held-out accuracy **{100 * summary['holdout_accuracy']:.2f}%**. "
-              "Metrics per epoch: [classifier/metrics.jsonl](classifier/metrics.jsonl).", ""]
+              "It judges the GAN's samples below. Metrics per epoch: "
+              "[classifier/metrics.jsonl](classifier/metrics.jsonl).", ""]
 
     last = gan["last_epoch"]
+    speed = f", {gan['steps_per_s']:.0f} steps/s" if gan["steps_per_s"] else ""
     lines += ["## Part 2: GAN training", "",
-              f"{gan_config.epochs} epoch(s), {gan['step']} steps of batch {gan_config.batch_size}, Adam lr "
-              f"{gan_config.learning_rate} (b1 {gan_config.b1}), generator layers "
+              f"{gan_config.epochs} epoch(s), {gan['step']} steps of batch {gan_config.batch_size} on "
+              f"{num_images - scores['num_samples']} images (all but the {scores['num_samples']} kept for "
+              f"the scores), Adam lr {gan_config.learning_rate} (b1 {gan_config.b1}), generator layers "
               f"{list(gan_config.gen_features)}, EMA of the generator's weights with decay "
-              f"{gan_config.ema_decay}, {gan['steps_per_s']:.0f} steps/s. "
+              f"{gan_config.ema_decay} (warmed up: min(decay, n / (n + 9)) at step n){speed}. "
               + (f"Last epoch means: D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f}, "
                  f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f}." if last else ""), "",
-              "Samples of one fixed noise tensor at the start, middle and end of training:", "",
-              "![GAN progress](gan/progress.png)", "", "![GAN losses](gan/losses.png)", ""]
+              "Samples of one fixed noise tensor at the start, middle and end of training, and real "
+              "training images to judge them by:", "",
+              "![GAN progress](gan/progress.png) ![real training images](gan/real.png)", "",
+              "![GAN losses](gan/losses.png)", ""]
 
+    n = scores["num_samples"]
+    splits = splits_for(n)
     lines += ["## Quality scores", "",
-              f"From the project's classifier: Inception Score (10 splits) and Fréchet distance of its "
-              f"penultimate features, {scores['num_samples']} images each, against the classifier's "
-              f"{scores['num_samples']} held-out real images. Higher IS and lower FID are better.", "",
+              f"From the project's classifier: the Inception Score ({splits} split(s) of {n // splits} "
+              f"images; mean ± std over the splits) and the Fréchet distance of its penultimate features, "
+              f"{n} images each, against the reference set: {classifier['reference'].source}. Higher IS "
+              f"and lower FID are better; the first row is what real images score.", "",
               "| images | Inception Score | FID |", "|---|---|---|"]
     for label, row in scores["rows"].items():
         score, spread, fid = (score_text(row[k]) for k in ("inception_score", "inception_std", "fid"))
@@ -302,22 +378,22 @@ def _markdown(config: ReproduceConfig, *, workdir: str, source: str, num_images:
               "trained; the EMA weights are the exponential moving average of them kept during training "
               "(with its own BatchNorm statistics). Both are sampled from the same noise.", ""]
     if gan["scores_figure"]:
-        lines += [f"The same scores at every checkpoint during training, on {scores['num_samples']} samples "
-                  f"of one fixed noise tensor ({gan['score_s']:.1f} s of scoring in all; "
+        lines += [f"The same scores at every checkpoint during training, on {n} samples "
+                  f"of one fixed noise tensor ({gan['score_s']:.1f} s of scoring in this run; "
                   "[gan/scores.jsonl](gan/scores.jsonl)):", "",
                   f"![Scores over training]({_link(workdir, gan['scores_figure'])})", ""]
 
     how = (f"pairs whose two ends the classifier calls different classes, each with confidence "
            f">= {s.threshold}" if interp["checked"] else "random pairs")
     lines += ["## Interpolation", "",
-              f"{s.pairs} rows of {s.steps + 2} images ({s.mode}, generator's {interp['weights']} "
-              f"weights): {how}; each image is titled "
-              "with the classifier's class and confidence. "
-              "Latents: [interpolation.json](interpolation.json).", ""]
+              f"{s.pairs} rows of {s.steps + 2} images ({s.mode}) from the generator's {interp['weights']} "
+              f"weights, chosen because {interp['why']}: {how}; each image is titled with the "
+              "classifier's class and confidence. Latents: [interpolation.json](interpolation.json).", ""]
     if interp["note"]:
         lines += [interp["note"], ""]
     lines += [f"![interpolation]({_link(workdir, interp['figure'])})", "", "## Wall time", "",
-              "| stage | seconds |", "|---|---|"]
+              "This call's seconds per stage (a stage resumed from its checkpoints counts only what was left "
+              "to do).", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {value:.1f} |" for name, value in seconds.items()]
     lines += [f"| total | {sum(seconds.values()):.1f} |", ""]
     return "\n".join(lines)

@@ -25,16 +25,25 @@ from jaxgan.errors import UserError
 from jaxgan.models.classifier import predict
 
 SCORE_SAMPLES = 2000
-NUM_SPLITS = 10
+NUM_SPLITS = 10  # the Inception Score's splits (Salimans et al., 2016), when there are images enough
+MIN_SPLIT = 100  # fewer splits for fewer images: no split of under 100 (29-image splits mean nothing)
+MIN_SCORE_SAMPLES = 10  # the fewest images anything is scored on
+
+
+def splits_for(n: int) -> int:
+    """How many splits the Inception Score of ``n`` images uses: 10, or fewer so each holds >= 100."""
+    return max(1, min(NUM_SPLITS, n // MIN_SPLIT))
 
 
 @functools.partial(jax.jit, static_argnames=("num_splits",))
-def inception_score(probs: jax.Array, num_splits: int = NUM_SPLITS) -> tuple[jax.Array, jax.Array]:
+def inception_score(probs: jax.Array, num_splits: int | None = None) -> tuple[jax.Array, jax.Array]:
     """exp(mean KL(p(y|x) || p(y))) on each of ``num_splits`` equal parts of probs [N, C]: (mean, std).
 
+    ``num_splits`` defaults to ``splits_for(N)``.
     Ranges from 1 (every image gets the same prediction, or every prediction is uniform) to C
     (confident predictions spread evenly over all classes). A tail of N mod num_splits rows is unused.
     """
+    num_splits = splits_for(probs.shape[0]) if num_splits is None else num_splits
     per_split = probs.shape[0] // num_splits
     if per_split < 1:
         raise ValueError(f"inception_score needs at least {num_splits} rows, got {probs.shape[0]}")
@@ -72,7 +81,7 @@ def frechet_distance(feat_a: jax.Array, feat_b: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("num_splits",))
 def classifier_scores(classifier_variables: Mapping[str, Any], images: jax.Array,
-                      reference_features: jax.Array, num_splits: int = NUM_SPLITS) -> dict[str, jax.Array]:
+                      reference_features: jax.Array, num_splits: int | None = None) -> dict[str, jax.Array]:
     """Inception Score (mean, std) and FID of images [N, 28, 28] against reference features [M, F].
 
     ``images`` are uint8 or float in [-1, 1] (generator output); ``reference_features`` come from
@@ -86,7 +95,7 @@ def classifier_scores(classifier_variables: Mapping[str, Any], images: jax.Array
 
 @functools.partial(jax.jit, static_argnames=("num_splits",))
 def classifier_scores_of_sets(classifier_variables: Mapping[str, Any], image_sets: jax.Array,
-                              reference_features: jax.Array, num_splits: int = NUM_SPLITS
+                              reference_features: jax.Array, num_splits: int | None = None
                               ) -> dict[str, jax.Array]:
     """``classifier_scores`` of K image sets [K, N, 28, 28] (or [K, N, 784]) at once: each score [K].
 
@@ -140,8 +149,8 @@ class Reference(NamedTuple):
 def make_reference(classifier_variables: Mapping[str, Any], real_images: np.ndarray | jax.Array,
                    source: str = "") -> Reference:
     """A Reference from real images [M, 28, 28] (uint8 or float in [-1, 1]) kept out of its training."""
-    if real_images.shape[0] < NUM_SPLITS:
+    if real_images.shape[0] < MIN_SCORE_SAMPLES:
         raise UserError(f"only {real_images.shape[0]} held-out images to score against; the scores need "
-                        f"at least {NUM_SPLITS}")
+                        f"at least {MIN_SCORE_SAMPLES}")
     features = predict(classifier_variables, jnp.asarray(real_images))[1]
     return Reference(variables=classifier_variables, features=features, source=source)

@@ -1,9 +1,9 @@
-"""The bad-input table: every bad input of issue 6, one row each, through the real CLI entry point.
+"""The bad-input table: every bad input the project refuses, one row each, through the real CLI entry point.
 
 Each row calls ``_cli.run(main, argv)`` in this process (as ``python -m experiments.NAME`` does)
 and asserts a non-zero exit, exactly one stderr line, starting with ``error:``, naming the
 problem, no traceback, and that nothing under the test's folders was written or changed (the
-checkpoint directory's ``.lock`` file aside, and empty folders). The checkpoints the rows
+checkpoint directory's ``.lock`` file aside), not even an empty folder. The checkpoints the rows
 point at are written here with the kind and config each experiment records, holding a toy
 state: every refusal happens before any state is read. The README's table is this one.
 """
@@ -170,7 +170,7 @@ ROWS = [
      "the batch size must be at least 2: the generator's BatchNorm normalises over the batch"),
     ("too few held-out images for the scores", "train_classifier",
      "--dataset idx:{idx} --holdout 0.05 --batch-size 32",
-     "holds out 6, fewer than the 10 the scores split their samples into"),
+     "holds out 6, fewer than the 10 images the scores need"),
     ("too few images for the whole study", "reproduce", "--dataset idx:{idx}",
      "gives 128 images, too few for the whole study: the batch size 128 is larger than the 102 training"),
     ("no images between the ends", "interpolate", "--checkpoint-dir {gan_ck} --steps 0 --out {out}/i.png",
@@ -245,6 +245,7 @@ def test_bad_input_is_one_sentence_and_writes_nothing(what, script, flags, words
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert words in lines[0] and "Traceback" not in err, lines[0]
     assert {"inputs": _files(inputs["root"]), "out": _files(tmp_path)} == before  # nothing written
+    assert not out.exists(), sorted(str(p.relative_to(out)) for p in out.rglob("*"))  # not even a folder
 
 
 def test_the_debug_flag_shows_the_traceback(inputs, tmp_path):

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 
+import jax
 import numpy as np
 import pytest
 
@@ -268,3 +269,32 @@ def test_a_sweep_resumed_past_a_damaged_checkpoint_and_stopped_holds_every_chunk
     assert sorted(states) == [2, 3, 4]
     assert [np.asarray(s["runs"].epoch).tolist() for s in states.values()] == [[2] * 4, [3] * 4, [4] * 4]
     assert (sweep_dir / checkpoint.DAMAGED_DIR / "3").is_dir()
+
+
+def test_a_finished_study_continues_to_a_larger_epochs_total_exactly(tmp_path, capsys):
+    """--epochs is the total: a study finished at 2 epochs goes on to 3 and ends bit for bit where a
+    3-epoch study from the start ends (results, summary, final checkpoint)."""
+    epochs_at = RESUME_FLAGS.index("--epochs") + 1
+    flags = lambda epochs: [*RESUME_FLAGS[:epochs_at], str(epochs), *RESUME_FLAGS[epochs_at + 1:]]
+    assert _run(tmp_path, "straight", flags(3), capsys)[0] == 0
+    assert _run(tmp_path, "chain", flags(2), capsys)[0] == 0
+    code, out, _ = _run(tmp_path, "chain", flags(3), capsys)
+    assert code == 0 and "rnn/scalar: resuming from the checkpoint at epoch 2 of 3" in out
+    names = ("straight", "chain")
+    results = [json.loads((tmp_path / name / "w" / "results.json").read_text()) for name in names]
+    for r in results:
+        r.pop("wall_time_s")
+    assert results[0] == results[1]
+    assert (tmp_path / "straight" / "w" / "summary.md").read_text() == (
+        tmp_path / "chain" / "w" / "summary.md").read_text()
+    target = sweep_target(run_config("rnn", max_length=6, hidden=16, num_examples=256, batch_size=32),
+                          [3, 6], [0, 1], 3)
+    states = []
+    for name in names:
+        manager = checkpoint.open_manager(tmp_path / name / "c" / "rnn-scalar", create=False)
+        states.append(checkpoint.restore(manager, target, kind=CHECKPOINT_KIND, step=3)[0])
+        manager.close()
+    jax.tree.map(np.testing.assert_array_equal, *states)
+    # Asking for fewer epochs than a checkpoint holds is refused in one sentence.
+    code, _, err = _run(tmp_path, "chain", flags(2), capsys)
+    assert code == 2 and "is at epoch 3, beyond the 2 epochs asked for" in err

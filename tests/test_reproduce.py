@@ -1,31 +1,106 @@
 """experiments.reproduce end to end on tiny settings: every stage runs and REPORT.md shows all of it.
 
 One run on 320 scikit-learn digits with the hidden --tiny sizes (palindrome lengths 3 and 4, one
-seed, two epochs; one-epoch classifier and GAN with small layers), shared by the tests below.
+seed, two epochs; one-epoch classifier and GAN with small layers), shared by the tests below. It is
+made the way a user's Ctrl-C makes it: the first call gets SIGINT between the two Part 1 sweeps,
+the same command then continues it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import math
+import os
 import re
+import signal
 
 import pytest
 
 from experiments import _cli
 from experiments import reproduce as cli
+from jaxgan.configs.reproduce import TINY
+from jaxgan.palindrome import train as palindrome_train
 
 SECTIONS = ("## Part 1: LSTM vs RNN on palindromes", "## Digit classifier", "## Part 2: GAN training",
             "## Quality scores", "## Interpolation", "## Wall time")
 STAGES = ("images", "Part 1: palindrome sweep", "classifier", "GAN", "scores", "interpolation")
 
 
+def _captured(argv: list[str]) -> tuple[int, str]:
+    """``python -m experiments.reproduce ARGV`` in this process: (exit status, stdout + stderr)."""
+    output = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        try:
+            _cli.run(cli.main, argv)
+        except SystemExit as stop:
+            code = stop.code
+    return code, output.getvalue()
+
+
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """The workdir of one tiny run of the command."""
+def chain(tmp_path_factory):
+    """(workdir, the first call's exit, output and whether it left a report, the second call's output):
+    Ctrl-C, then the same command."""
     directory = tmp_path_factory.mktemp("reproduce")
-    cli.main(["--tiny", "--dataset", "digits", "--workdir", str(directory)])
-    return directory
+    argv = ["--tiny", "--dataset", "digits", "--workdir", str(directory)]
+    real = palindrome_train.sweep_chunks
+
+    def chunks(runs, data, config, epochs, **kwargs):
+        """The real chunks; Ctrl-C (a real SIGINT to this process) when the RNN sweep ends."""
+        for done, trained, metrics in real(runs, data, config, epochs, **kwargs):
+            if config.model == "rnn" and done == epochs:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield done, trained, metrics
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(palindrome_train, "sweep_chunks", chunks)
+        first = (*_captured(argv), (directory / "REPORT.md").exists())
+    code, second = _captured(argv)
+    assert code == 0, second
+    return directory, first, second
+
+
+@pytest.fixture(scope="module")
+def workdir(chain):
+    """The workdir of the tiny run, finished by the second call."""
+    return chain[0]
+
+
+def test_ctrl_c_stops_with_one_line_and_the_same_command_continues(chain):
+    """SIGINT: exit 130, one line saying where it saved; the rerun skips the finished RNN sweep, trains
+    the LSTM's, and Part 1 ends exactly as a run that was never interrupted."""
+    directory, (code, first, reported), second = chain
+    assert code == 130, first
+    lines = [line for line in first.splitlines() if line.startswith(("stopped:", "error:", "Traceback"))]
+    where = directory / "checkpoints" / "palindrome" / "rnn-scalar"
+    assert lines == [f"stopped: SIGINT received: saved rnn/scalar at epoch 2 in {where}; the same command "
+                     f"resumes from there"]
+    assert not reported
+    assert "rnn/scalar: already trained from the checkpoint at epoch 2 of 2" in second
+    straight = palindrome_train.train(dataclasses.replace(TINY.palindrome, seed=0), None)
+    resumed = json.loads((directory / "palindrome" / "results.json").read_text())
+    assert resumed["runs"] == straight["runs"]
+
+
+def test_restart_removes_only_what_an_earlier_run_left(tmp_path, monkeypatch):
+    """--restart clears the workdir's own outputs (after the input is checked) and nothing else."""
+    (tmp_path / "checkpoints" / "gan").mkdir(parents=True)
+    (tmp_path / "REPORT.md").write_text("an earlier report")
+    (tmp_path / "notes.txt").write_text("the user's own file")
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # as if Ctrl-C arrived as Part 1 began
+
+    from jaxgan import reproduce as library
+
+    monkeypatch.setattr(library, "_palindrome_stage", stop)
+    code, _ = _captured(["--tiny", "--dataset", "digits", "--workdir", str(tmp_path), "--restart"])
+    assert code == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
 def test_report_has_every_section_and_every_linked_file_exists(workdir):
@@ -67,11 +142,15 @@ def test_report_tables_hold_both_models_all_scores_and_stage_times(workdir):
     # Scores during training: the one-epoch GAN checkpoints once, so one line, at its last step,
     # with finite raw and EMA scores of as many samples as the final table uses.
     lines = [json.loads(line) for line in (workdir / "gan" / "scores.jsonl").read_text().splitlines()]
-    assert len(lines) == 1 and lines[0]["step"] == 5 and lines[0]["num_samples"] == 64
+    # The GAN trains on the 320 images less the 64 the scores compare with: 4 steps of 64.
+    assert len(lines) == 1 and lines[0]["step"] == 4 and lines[0]["num_samples"] == 64
+    assert json.loads((workdir / "gan" / "config.json").read_text())["num_images"] == 256
     for name in ("inception_score", "inception_std", "fid"):
         assert math.isfinite(lines[0][f"{name}_raw"]) and math.isfinite(lines[0][f"{name}_ema"])
-    # The interpolation uses the EMA weights, and its record says so.
-    assert json.loads((workdir / "interpolation.json").read_text())["weights"] == "ema"
+    # The interpolation uses the weights of the lower FID, and the report says which and why.
+    better = "ema" if ema["fid"] <= raw["fid"] else "raw"
+    assert json.loads((workdir / "interpolation.json").read_text())["weights"] == better
+    assert f"from the generator's {better} weights, chosen because its FID is the lower" in report
     for stage in STAGES:
         assert re.search(rf"\| {re.escape(stage)} \| \d+\.\d \|", report), stage
     interpolation = json.loads((workdir / "interpolation.json").read_text())

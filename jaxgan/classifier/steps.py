@@ -20,7 +20,7 @@ from flax import struct
 from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.errors import UserError
 from jaxgan.models.classifier import Classifier, predict_logits, to_model_input
-from jaxgan.scores import NUM_SPLITS
+from jaxgan.scores import MIN_SCORE_SAMPLES
 
 
 def model_of(config: ClassifierConfig) -> Classifier:
@@ -64,16 +64,16 @@ def holdout_size(n: int, holdout_fraction: float) -> int:
 def check_split(n: int, config: ClassifierConfig) -> tuple[int, int]:
     """(training, held-out) sizes of a run on ``n`` images; UserError when the split is degenerate.
 
-    The training part must hold a batch, and the held-out part as many images as the scores split
-    their samples into (a GAN is scored against the held-out features, ``jaxgan.scores``).
+    The training part must hold a batch, and the held-out part the fewest images the scores are
+    computed on (a GAN is scored against the held-out features, ``jaxgan.scores``).
     """
     held = holdout_size(n, config.holdout_fraction)
     if n - held < config.batch_size:
         raise UserError(f"the batch size {config.batch_size} is larger than the {n - held} training images "
                         f"({n} images less {held} held out)")
-    if held < NUM_SPLITS:
+    if held < MIN_SCORE_SAMPLES:
         raise UserError(f"a held-out fraction of {config.holdout_fraction} of {n} images holds out {held}, "
-                        f"fewer than the {NUM_SPLITS} the scores split their samples into; hold out more")
+                        f"fewer than the {MIN_SCORE_SAMPLES} images the scores need; hold out more")
     return n - held, held
 
 

@@ -48,7 +48,8 @@ class GANConfig:
     keep_checkpoints: int = setting(3, "how many of the newest checkpoints to keep", minimum=1, resume=False)
     seed: int = seed_setting("seed of the initialisation, shuffling, noise and the fixed sample noise")
     ema_decay: float = setting(0.999, "decay of the exponential moving average of the generator's weights, "
-                               "kept beside them; 0 disables it", minimum=0.0, below=1.0)
+                               "kept beside them, warmed up as min(decay, n / (n + 9)) at update n so that a "
+                               "short run averages its last tenth; 0 disables it", minimum=0.0, below=1.0)
 
     def validate(self) -> None:
         """Raises one UserError for the first setting that is out of range (in float32 where it is used)."""

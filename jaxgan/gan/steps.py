@@ -130,27 +130,34 @@ def _init_function(latent_dim: int, gen_features: tuple[int, ...], disc_features
     return jax.jit(init)
 
 
-def ema_weight(step: jax.Array, decay: float) -> jax.Array:
-    """The weight of the old EMA in update number ``step`` (1, 2, ...): d (1 - d^(step-1)) / (1 - d^step).
+EMA_WARMUP = 9.0  # the decay of update n is min(decay, n / (n + 9)): 0.1, 0.18, ..., 0.5 at n = 9
 
-    With it, ``ema = w * ema + (1 - w) * params`` is the mean of the parameters after updates
-    1..step weighted by d^(step - s), normalised (Adam's bias correction): 0 at step 1, -> d later.
+
+def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
+    """The EMA's decay in update number ``step`` (1, 2, ...): min(decay, step / (step + 9)).
+
+    A warm-up, as TensorFlow's ``ExponentialMovingAverage(decay, num_updates)`` does: the average
+    spans about the last tenth of the steps so far (1/(1 - d) ~ (step + 9) / 9) until that reaches
+    the decay's own horizon 1/(1 - decay) (1,000 steps at 0.999, from step ~9,000 on). A fixed
+    decay of 0.999 would instead average the whole of any run shorter than a few thousand steps,
+    its untrained beginning included.
     """
     t = jnp.asarray(step, jnp.float32)
-    return decay * (1.0 - decay ** (t - 1.0)) / (1.0 - decay ** t)
+    return jnp.minimum(decay, t / (t + EMA_WARMUP))
 
 
 def update_ema(state: GANState, noise: jax.Array) -> GANState:
     """Moves the EMA towards the generator after update ``state.step``; noise [B, latent] is that step's.
 
-    The EMA's BatchNorm statistics are its own: a train-mode forward pass of the new EMA weights
-    on the step's noise updates them with PyTorch's momentum, as the raw generator's are updated.
+    ``ema = d ema + (1 - d) params`` with the warmed-up decay ``ema_decay_at`` (optax's
+    ``tree.update_moment``). The EMA's BatchNorm statistics are its own: a train-mode forward pass
+    of the new EMA weights on the step's noise updates them with PyTorch's momentum, as the raw
+    generator's are updated.
     """
     if state.ema_decay == 0.0:  # disabled: the EMA is the raw generator, and costs nothing
         return state.replace(ema_params=state.gen.params, ema_batch_stats=state.gen.batch_stats)
-    weight = ema_weight(state.step, state.ema_decay)
-    ema_params = jax.tree.map(lambda ema, new: weight * ema + (1.0 - weight) * new,
-                              state.ema_params, state.gen.params)
+    decay = ema_decay_at(state.step, state.ema_decay)
+    ema_params = optax.tree.update_moment(state.gen.params, state.ema_params, decay, order=1)
     _, updates = state.gen.apply_fn({"params": ema_params, "batch_stats": state.ema_batch_stats}, noise,
                                     train=True, mutable=["batch_stats"])
     return state.replace(ema_params=ema_params, ema_batch_stats=updates["batch_stats"])

@@ -16,6 +16,7 @@ from jaxgan.plotting import palindrome as plots
 from jaxgan.runtime import files, parallel
 
 CONVERGED = 0.99  # validation accuracy that counts as "learned"
+CHANCE_BAND = 0.2  # a final accuracy at most this counts as "near chance" (10 classes: 0.1)
 
 
 def epochs_to_converge(val_acc: Sequence[float]) -> int | None:
@@ -92,6 +93,54 @@ def summary_markdown(results: dict) -> str:
         lowest = ", ".join("-" if v is None else f"{v:.3f}" for v in r["lowest_after"])
         lines.append(f"| {r['model']} | {r['encoding']} | {r['length']} | {finals} | {epochs} | {lowest} |")
     return "\n".join(lines) + "\n"
+
+
+def _lengths_text(lengths: list[int]) -> str:
+    """T = 5, 10 and 15."""
+    names = [str(t) for t in lengths]
+    return "T = " + (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1])
+
+
+def finding(results: dict) -> str:
+    """The study's question answered in words from ``results``: at which lengths each model learned
+    (mean final validation accuracy >= 99%), stayed near chance (<= 20%) or ended in between.
+
+    One sentence per model and encoding, then whether the study's finding (the LSTM learns every
+    length, the vanilla RNN stays near chance at T >= 15) holds in these runs.
+    """
+    rows = summary_rows(results)
+    sentences, holds = [], []
+    for encoding in dict.fromkeys(r["encoding"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows if r["encoding"] == encoding):
+            mine = sorted((r for r in rows if r["model"] == model and r["encoding"] == encoding),
+                          key=lambda r: r["length"])
+            learned = [r["length"] for r in mine if r["mean"] >= CONVERGED]
+            chance = [r["length"] for r in mine if r["mean"] <= CHANCE_BAND]
+            between = [r for r in mine if CHANCE_BAND < r["mean"] < CONVERGED]
+            parts = []
+            if learned:
+                parts.append(f"learned {_lengths_text(learned)}" if len(learned) < len(mine)
+                             else "learned every length")
+            if between:
+                ended = ", ".join(f"{r['mean']:.2f} at T = {r['length']}" for r in between)
+                parts.append(f"ended at {ended}")
+            if chance:
+                accuracies = ", ".join(f"{r['mean']:.2f}" for r in mine if r["length"] in chance)
+                parts.append(f"stayed near chance at {_lengths_text(chance)} ({accuracies})")
+            name = {"lstm": "The LSTM", "rnn": "The vanilla RNN"}.get(model, model)
+            sentences.append(f"{name} ({encoding} digits) " + "; ".join(parts) + ".")
+            long = [r for r in mine if r["length"] >= 15]
+            if model == "lstm":
+                holds.append(len(learned) == len(mine))
+            elif model == "rnn" and long:
+                holds.append(all(r["mean"] <= CHANCE_BAND for r in long))
+    models = {r["model"] for r in rows}
+    if {"lstm", "rnn"} <= models and any(r["length"] >= 15 for r in rows):
+        verdict = ("As the study found, only the LSTM still learns the longer palindromes."
+                   if all(holds) else "This differs from the study's finding (the LSTM learns every length; "
+                   "the vanilla RNN stays near chance from T = 15 on).")
+        sentences.append(verdict)
+    return " ".join(sentences)
 
 
 def write_results(results: dict, workdir: str) -> list[str]:
