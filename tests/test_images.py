@@ -6,6 +6,7 @@ import importlib.resources.abc
 import importlib.util
 import pathlib
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -140,6 +141,121 @@ def test_prepare_mnist_without_tensorflow_says_what_to_install(tmp_path, monkeyp
     assert info.value.code == 2
     assert capsys.readouterr().err.startswith("error: preparing MNIST with tensorflow-datasets needs")
     assert not (tmp_path / "mnist").exists()  # nothing half-written
+
+
+@pytest.fixture
+def prepare_without_tensorflow(monkeypatch):
+    """Lets ``prepare_mnist`` past its TensorFlow check (nothing in these tests reaches TensorFlow);
+    returns tfds's MNIST builder class, to patch further."""
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(images_lib, "_missing_prepare_modules", lambda: [])
+    if importlib.util.find_spec("importlib_resources") is None:
+        # tfds 4.9.10 imports this undeclared backport on its download path; the stdlib has the same API.
+        monkeypatch.setitem(sys.modules, "importlib_resources", importlib.resources)
+    return tfds.builder_cls("mnist")
+
+
+def _forbid_download(monkeypatch, builder_cls) -> None:
+    """Makes tfds's download_and_prepare fail the test if it is called."""
+
+    def no_download(self, *args, **kwargs):
+        raise AssertionError("download_and_prepare ran although the download cannot work")
+
+    monkeypatch.setattr(builder_cls, "download_and_prepare", no_download)
+
+
+def _mnist_host() -> tuple[str, int]:
+    """The host and port of the URL tfds's MNIST builder downloads from (its class's URL attribute)."""
+    import urllib.parse
+
+    import tensorflow_datasets as tfds
+
+    url = urllib.parse.urlsplit(tfds.builder_cls("mnist").URL)
+    return url.hostname, url.port or {"https": 443, "http": 80}[url.scheme]
+
+
+def _no_proxy(monkeypatch) -> None:
+    """Clears the proxy variables requests (tfds's downloader) reads, so the check connects directly."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.parametrize("failure", ["no-dns", "refused", "no-answer"])
+def test_prepare_mnist_offline_says_so_within_seconds_and_writes_nothing(
+        tmp_path, monkeypatch, capsys, prepare_without_tensorflow, failure):
+    import socket
+    import threading
+
+    from experiments._cli import run
+    from experiments.prepare_mnist import main
+
+    _no_proxy(monkeypatch)
+    _forbid_download(monkeypatch, prepare_without_tensorflow)
+    monkeypatch.setattr(images_lib, "_CONNECT_TIMEOUT_S", 1.0)
+    release = threading.Event()
+    addresses = []
+
+    def create_connection(address, timeout=None, *args, **kwargs):
+        addresses.append(address)
+        if failure == "no-dns":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if failure == "refused":
+            raise ConnectionRefusedError(111, "Connection refused")
+        release.wait(60)  # a resolver or a firewall that never answers: longer than the check waits
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    data_dir = tmp_path / "tfds"
+    try:
+        start = time.perf_counter()
+        with pytest.raises(UserError) as info:
+            images_lib.prepare_mnist(str(data_dir))
+        elapsed = time.perf_counter() - start
+        with pytest.raises(SystemExit) as exit_info:
+            run(main, ["--data-dir", str(data_dir)])
+    finally:
+        release.set()
+    message = str(info.value)
+    host, port = _mnist_host()
+    assert addresses[0] == (host, port)  # the host tfds downloads MNIST from, checked directly
+    assert message.startswith(f"MNIST cannot be downloaded: a connection to {host}:{port} (for https://")
+    reason = {"no-dns": "failed (the host name does not resolve: Name or service not known)",
+              "refused": "failed (Connection refused)", "no-answer": "got no answer within 1 s"}[failure]
+    assert reason in message
+    assert message.endswith("without network, use --dataset idx:DIR (a folder of raw IDX files) or "
+                            "--dataset digits (scikit-learn's 8x8 digits, offline)")
+    assert "\n" not in message and ". " not in message  # one sentence
+    # Bounded by the check's timeout, however long the connection attempt itself would hang.
+    assert elapsed < 3.0
+    if failure == "no-answer":
+        assert elapsed >= 1.0
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not data_dir.exists() and list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_prepare_mnist_checks_the_proxy_the_download_would_use(tmp_path, monkeypatch,
+                                                              prepare_without_tensorflow):
+    import socket
+
+    _no_proxy(monkeypatch)
+    _forbid_download(monkeypatch, prepare_without_tensorflow)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    addresses = []
+
+    def create_connection(address, timeout=None, *args, **kwargs):
+        addresses.append(address)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    with pytest.raises(UserError, match=r"^MNIST cannot be downloaded: a connection to the proxy "
+                                        r"proxy\.invalid:3128 \(for https://\S+\) failed "
+                                        r"\(Connection refused\)"):
+        images_lib.prepare_mnist(str(tmp_path / "tfds"))
+    assert addresses == [("proxy.invalid", 3128)]
 
 
 # --- idx:DIR ----------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import pathlib
+import socket
+import threading
+import urllib.parse
 import zlib
 
 import numpy as np
@@ -42,6 +45,9 @@ _IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 
 _PREPARE_HINT = "pip install -e '.[mnist]'` and then `python -m experiments.prepare_mnist"
+# A reachable host answers a TCP connect in well under a second; without network, tfds's own
+# download retries for minutes before it gives up.
+_CONNECT_TIMEOUT_S = 5.0
 _OTHER_SOURCES = ("--dataset idx:DIR (a folder of raw IDX files) or --dataset digits "
                   "(scikit-learn's 8x8 digits, offline)")
 
@@ -159,14 +165,10 @@ def prepare_mnist(data_dir: str | None = None) -> str:
     """Downloads MNIST and writes it as tfds array_record files in ``data_dir``; returns where it is.
 
     Needs TensorFlow and the ``importlib_resources`` package (the ``mnist`` extra:
-    ``pip install -e '.[mnist]'``) and network; reading it afterwards needs neither.
+    ``pip install -e '.[mnist]'``) and network; reading it afterwards needs neither. Whether the
+    download can work is checked first, within ``_CONNECT_TIMEOUT_S`` seconds.
     """
-    missing = []
-    for module in ("tensorflow", "importlib_resources"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
+    missing = _missing_prepare_modules()
     if missing:
         # tfds 4.9.10 imports tensorflow to extract MNIST and importlib_resources to download,
         # and declares neither as a dependency.
@@ -181,6 +183,9 @@ def prepare_mnist(data_dir: str | None = None) -> str:
         if problem is not None:
             raise UserError(f"{problem[0]}: delete {builder.data_dir} or choose another --data-dir")
         return builder.data_dir
+    unreachable = _unreachable(_download_urls(builder), _CONNECT_TIMEOUT_S)
+    if unreachable is not None:
+        raise UserError(f"MNIST cannot be downloaded: {unreachable}; without network, use {_OTHER_SOURCES}")
     try:
         builder.download_and_prepare()
     except Exception as err:
@@ -188,6 +193,81 @@ def prepare_mnist(data_dir: str | None = None) -> str:
         raise UserError(f"preparing MNIST in {root} failed ({type(err).__name__}: {first_line}); "
                         f"without network, use {_OTHER_SOURCES}") from err
     return builder.data_dir
+
+
+def _missing_prepare_modules() -> list[str]:
+    """The modules tfds needs to download and extract MNIST that cannot be imported here."""
+    missing = []
+    for module in ("tensorflow", "importlib_resources"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    return missing
+
+
+def _download_urls(builder) -> list[str]:
+    """The URLs tfds downloads MNIST from: those its checksums register (it refuses any other), else URL."""
+    urls = sorted(getattr(builder, "url_infos", None) or {})
+    if not urls and getattr(builder, "URL", None):
+        urls = [builder.URL]
+    return urls
+
+
+def _first_hop(url: str) -> tuple[str, int, str] | None:
+    """Where downloading ``url`` connects first, (host, port, description): the proxy that ``requests``
+    (tfds's downloader) takes from the environment for it, or the URL's own host; None if unparseable."""
+    import requests.utils
+
+    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    target = proxy if not proxy or "://" in proxy else f"http://{proxy}"  # requests' default scheme
+    try:
+        parts = urllib.parse.urlsplit(target or url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a malformed port: let tfds report it
+        return None
+    if not parts.hostname:
+        return None
+    where = f"{parts.hostname}:{port}"
+    return parts.hostname, port, (f"the proxy {where} (for {url})" if proxy else f"{where} (for {url})")
+
+
+def _unreachable(urls: list[str], timeout: float) -> str | None:
+    """Why a TCP connection for one of ``urls`` fails within ``timeout`` seconds, or None if all connect."""
+    hops: dict[tuple[str, int], tuple[str, int, str]] = {}
+    for hop in map(_first_hop, urls):
+        if hop is not None:
+            hops.setdefault(hop[:2], hop)  # one connection per host and port, named by its first URL
+    for host, port, where in hops.values():
+        outcome: list[OSError | None] = []
+        # Name resolution ignores the socket's timeout (a stalled resolver takes minutes), so the
+        # attempt runs in a thread that is abandoned, not waited for, once the time is up.
+        thread = threading.Thread(target=_connect, args=(host, port, timeout, outcome),
+                                  name="mnist-reachability", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not outcome:
+            return f"a connection to {where} got no answer within {timeout:g} s"
+        if outcome[0] is not None:
+            err = outcome[0]
+            if isinstance(err, socket.gaierror):
+                reason = f"the host name does not resolve: {err.strerror or err}"
+            elif isinstance(err, TimeoutError):
+                reason = f"no answer within {timeout:g} s"
+            else:
+                reason = err.strerror or str(err) or type(err).__name__
+            return f"a connection to {where} failed ({reason})"
+    return None
+
+
+def _connect(host: str, port: int, timeout: float, outcome: list[OSError | None]) -> None:
+    """Opens and closes one TCP connection to ``host``:``port``; appends the error to ``outcome``, or None."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        outcome.append(err)
+    else:
+        outcome.append(None)
 
 
 # --- raw IDX files ---------------------------------------------------------------------------
