@@ -5,7 +5,8 @@
 
 Needs TensorFlow and network this once; reading MNIST afterwards needs neither. Without
 network it says so within seconds (a TCP connection to the host tfds downloads from, or to
-the proxy in HTTPS_PROXY) instead of letting tfds retry for minutes.
+the proxy in HTTPS_PROXY) instead of letting tfds retry for minutes; a download or
+preparation that fails removes what it wrote in the data directory, and nothing else.
 """
 
 from __future__ import annotations

@@ -143,6 +143,12 @@ def test_prepare_mnist_without_tensorflow_says_what_to_install(tmp_path, monkeyp
     assert not (tmp_path / "mnist").exists()  # nothing half-written
 
 
+def _tree(folder: pathlib.Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` (relative) with a file's content, or None for a folder."""
+    return {str(path.relative_to(folder)): None if path.is_dir() else path.read_bytes()
+            for path in sorted(folder.rglob("*"))}
+
+
 @pytest.fixture
 def prepare_without_tensorflow(monkeypatch):
     """Lets ``prepare_mnist`` past its TensorFlow check (nothing in these tests reaches TensorFlow);
@@ -256,6 +262,85 @@ def test_prepare_mnist_checks_the_proxy_the_download_would_use(tmp_path, monkeyp
                                         r"\(Connection refused\)"):
         images_lib.prepare_mnist(str(tmp_path / "tfds"))
     assert addresses == [("proxy.invalid", 3128)]
+
+
+class _Connection:
+    """What a successful ``socket.create_connection`` returns, as far as the check uses it."""
+
+    def close(self):
+        """Nothing to close."""
+
+
+@pytest.mark.parametrize("stop", [ConnectionError, KeyboardInterrupt])
+@pytest.mark.parametrize("existing", [True, False], ids=["existing-dir", "new-dir"])
+def test_a_failed_prepare_removes_what_it_wrote_and_only_that(tmp_path, monkeypatch,
+                                                              prepare_without_tensorflow, stop, existing):
+    import socket
+
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: _Connection())
+    builder_cls = prepare_without_tensorflow
+    data_dir = tmp_path / "tfds" if existing else tmp_path / "new" / "tfds"
+    if existing:  # another dataset's download and files of the user's in the folders tfds writes to
+        (data_dir / "downloads" / "other").mkdir(parents=True)
+        (data_dir / "downloads" / "other" / "part.gz").write_bytes(b"someone else's download")
+        (data_dir / "downloads" / "extracted").mkdir()
+        (data_dir / "mnist").mkdir()
+        (data_dir / "mnist" / "notes.txt").write_text("mine")
+    (tmp_path / "beside.txt").write_text("beside the data dir")
+    before = _tree(tmp_path)
+    during = {}
+
+    def split_generators(self, dl_manager):
+        # Called by tfds's download_and_prepare once it has made its folders: write a partial
+        # download where tfds's downloader does, then fail as a lost connection or Ctrl-C would.
+        partial = dl_manager.download_dir / "mnist" / "cvdf-datasets_mnist_t10k-images.gz.tmp.1234"
+        partial.mkdir(parents=True)
+        (partial / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b half a file")
+        during.update(_tree(tmp_path))
+        raise stop("connection lost halfway")
+
+    monkeypatch.setattr(builder_cls, "_split_generators", split_generators)
+    if stop is KeyboardInterrupt:
+        with pytest.raises(KeyboardInterrupt):
+            images_lib.prepare_mnist(str(data_dir))
+    else:
+        with pytest.raises(UserError, match=r"^preparing MNIST in \S+ failed \(ConnectionError: connection "
+                                            r"lost halfway\) and nothing it wrote was kept; without network, "
+                                            r"use --dataset idx:DIR .* or --dataset digits"):
+            images_lib.prepare_mnist(str(data_dir))
+    written = set(during) - set(before)
+    assert any(name.endswith("t10k-images-idx3-ubyte.gz") for name in written)  # something to remove
+    assert any("/incomplete." in name for name in written)  # tfds's own unfinished folder too
+    assert _tree(tmp_path) == before  # all of it gone; everything that was there before, as it was
+
+
+def test_a_failed_prepare_names_what_it_could_not_remove(tmp_path, monkeypatch, prepare_without_tensorflow):
+    import socket
+
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: _Connection())
+    data_dir = tmp_path / "tfds"
+
+    def download_and_prepare(self, *args, **kwargs):
+        (data_dir / "downloads").mkdir(parents=True)
+        (data_dir / "downloads" / "stuck.tmp").write_bytes(b"")
+        (data_dir / "downloads" / "gone.tmp").write_bytes(b"")
+        raise OSError(28, "No space left on device")
+
+    unlink = pathlib.Path.unlink
+
+    def refusing_unlink(path, *args, **kwargs):
+        if path.name == "stuck.tmp":
+            raise PermissionError(13, "Permission denied")
+        unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(prepare_without_tensorflow, "download_and_prepare", download_and_prepare)
+    monkeypatch.setattr(pathlib.Path, "unlink", refusing_unlink)
+    with pytest.raises(UserError) as info:
+        images_lib.prepare_mnist(str(data_dir))
+    message = str(info.value)
+    assert ("failed (OSError: [Errno 28] No space left on device) and 3 paths it wrote could not be "
+            f"removed, such as {data_dir / 'downloads' / 'stuck.tmp'}; without network") in message
+    assert _tree(tmp_path) == {"tfds": None, "tfds/downloads": None, "tfds/downloads/stuck.tmp": b""}
 
 
 # --- idx:DIR ----------------------------------------------------------------------------------

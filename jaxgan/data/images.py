@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import os
 import pathlib
 import socket
 import threading
@@ -166,7 +167,8 @@ def prepare_mnist(data_dir: str | None = None) -> str:
 
     Needs TensorFlow and the ``importlib_resources`` package (the ``mnist`` extra:
     ``pip install -e '.[mnist]'``) and network; reading it afterwards needs neither. Whether the
-    download can work is checked first, within ``_CONNECT_TIMEOUT_S`` seconds.
+    download can work is checked first, within ``_CONNECT_TIMEOUT_S`` seconds; a download or
+    preparation that fails removes everything it created in the data directory.
     """
     missing = _missing_prepare_modules()
     if missing:
@@ -186,12 +188,24 @@ def prepare_mnist(data_dir: str | None = None) -> str:
     unreachable = _unreachable(_download_urls(builder), _CONNECT_TIMEOUT_S)
     if unreachable is not None:
         raise UserError(f"MNIST cannot be downloaded: {unreachable}; without network, use {_OTHER_SOURCES}")
+    # tfds creates the data directory and its parents as needed: remember the topmost one that
+    # does not exist yet, and everything under it that does, to remove only what this call wrote.
+    top = pathlib.Path(root).absolute()
+    while not os.path.lexists(top.parent) and top.parent != top:
+        top = top.parent
+    before = _existing_paths(top)
     try:
         builder.download_and_prepare()
-    except Exception as err:
+    except BaseException as err:
+        # Any failure, Ctrl-C included: tfds leaves partial downloads (*.tmp.*) and empty folders.
+        left = _remove_new(top, before)
+        if not isinstance(err, Exception):
+            raise
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UserError(f"preparing MNIST in {root} failed ({type(err).__name__}: {first_line}); "
-                        f"without network, use {_OTHER_SOURCES}") from err
+        cleaned = (f"{len(left)} paths it wrote could not be removed, such as {left[0]}" if left
+                   else "nothing it wrote was kept")
+        raise UserError(f"preparing MNIST in {root} failed ({type(err).__name__}: {first_line}) and "
+                        f"{cleaned}; without network, use {_OTHER_SOURCES}") from err
     return builder.data_dir
 
 
@@ -268,6 +282,36 @@ def _connect(host: str, port: int, timeout: float, outcome: list[OSError | None]
         outcome.append(err)
     else:
         outcome.append(None)
+
+
+def _existing_paths(top: pathlib.Path) -> set[pathlib.Path]:
+    """Every path at or under ``top`` that exists now; a link is a path, not followed."""
+    if not os.path.lexists(top):
+        return set()
+    found = {top}
+    for folder, dirs, files in os.walk(top):
+        found.update(pathlib.Path(folder, name) for name in (*dirs, *files))
+    return found
+
+
+def _remove_new(top: pathlib.Path, before: set[pathlib.Path]) -> list[pathlib.Path]:
+    """Removes every path at or under ``top`` that is not in ``before``, deepest first; returns those left."""
+    if not os.path.lexists(top):
+        return []
+    left = []
+    entries = [pathlib.Path(folder, name) for folder, dirs, files in os.walk(top, topdown=False)
+               for name in (*files, *dirs)]
+    for path in [*entries, top]:  # os.walk lists a folder's contents before the folder
+        if path in before:
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()  # empty by now: its new contents went first, and it held nothing else
+            else:
+                path.unlink()
+        except OSError:
+            left.append(path)
+    return left
 
 
 # --- raw IDX files ---------------------------------------------------------------------------
