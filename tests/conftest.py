@@ -1,8 +1,10 @@
-"""Shared pytest settings: unoptimised compiles, the ``slow`` marker, the environment of CLI subprocesses."""
+"""Shared pytest settings: unoptimised compiles, the ``slow`` marker, the environment of CLI subprocesses,
+and where the real MNIST test split is (``real_mnist_dir``, the ``mnist_dir`` fixtures)."""
 
 from __future__ import annotations
 
 import os
+import pathlib
 
 import pytest
 
@@ -33,3 +35,37 @@ def subprocess_env(tmp_path_factory) -> dict[str, str]:
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
             "PYTHONUNBUFFERED": "1"}  # a killed process's last lines reach its log
+
+
+# The real MNIST test split: $JAXGAN_MNIST_DIR when set (it wins, even if it lacks the files),
+# else shared/data/mnist beside the repository, where CI puts it (never copied into the repo).
+MNIST_ENV = "JAXGAN_MNIST_DIR"
+SHARED_MNIST = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+MNIST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_SKIP_REASON = (f"no real MNIST test split: set {MNIST_ENV} to a folder holding "
+                     f"{MNIST_FILES[0]}[.gz] and {MNIST_FILES[1]}[.gz], or put those files in "
+                     f"../shared/data/mnist beside the repository ({MNIST_ENV} wins when set)")
+
+
+def real_mnist_dir() -> pathlib.Path | None:
+    """The folder holding MNIST's t10k images and labels (.gz or not): $JAXGAN_MNIST_DIR when set, else
+    ../shared/data/mnist; None when the chosen folder lacks either file."""
+    given = os.environ.get(MNIST_ENV)
+    folder = pathlib.Path(given).expanduser() if given else SHARED_MNIST
+    if all((folder / name).is_file() or (folder / f"{name}.gz").is_file() for name in MNIST_FILES):
+        return folder
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_dir_or_none() -> pathlib.Path | None:
+    """The real MNIST test split's folder, or None (for tests that fall back to other images)."""
+    return real_mnist_dir()
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(mnist_dir_or_none) -> pathlib.Path:
+    """The real MNIST test split's folder, or a skip that says how to provide it."""
+    if mnist_dir_or_none is None:
+        pytest.skip(MNIST_SKIP_REASON)
+    return mnist_dir_or_none

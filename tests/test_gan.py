@@ -34,8 +34,6 @@ from jaxgan.models.gan import BatchNorm1d, Discriminator, Generator, decode
 from jaxgan.runtime import checkpoint, files, loop
 from jaxgan.scores import make_reference
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 SMALL = 640  # images per small run: 10 steps of 64 per epoch
 SAMPLE_EVERY = 5
 BATCH = 64
@@ -50,10 +48,10 @@ def _small_config(**changes) -> GANConfig:
 
 
 @pytest.fixture(scope="module")
-def real_images() -> np.ndarray:
-    """The real MNIST test split when the shared folder exists, else scikit-learn's digits."""
-    if MNIST_DIR.is_dir():
-        return load_images(f"idx:{MNIST_DIR}", split="test").images
+def real_images(mnist_dir_or_none) -> np.ndarray:
+    """The real MNIST test split when available (conftest's real_mnist_dir), else scikit-learn's digits."""
+    if mnist_dir_or_none is not None:
+        return load_images(f"idx:{mnist_dir_or_none}", split="test").images
     return load_images("digits", split="train").images
 
 

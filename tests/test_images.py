@@ -15,10 +15,6 @@ from jaxgan.data import images as images_lib
 from jaxgan.data.images import ImageSet, load_images
 from jaxgan.errors import UserError
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-# CI clones the repository with shared/ beside it; the data must never be copied into the repo.
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
-
 
 def _write_idx(path: pathlib.Path, array: np.ndarray, magic: int, *, cut: int = 0) -> None:
     """Writes ``array`` (uint8) as an IDX file with ``magic``, gzipped if the name ends in .gz."""
@@ -436,16 +432,37 @@ def test_idx_bad_input_is_one_clear_sentence(tmp_path, make, pattern):
     assert "\n" not in str(info.value)
 
 
-def test_idx_reads_the_real_mnist_test_split():
-    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"the MNIST test split is not at {SHARED_MNIST} (shared/ beside the repository)")
-    image_set = load_images(f"idx:{SHARED_MNIST}", split="test")
+def test_the_real_mnist_split_is_looked_for_in_the_variable_first(tmp_path, monkeypatch):
+    import conftest
+
+    images, labels = _random_set(3)
+    _write_split(tmp_path / "shared", "t10k", images, labels)
+    monkeypatch.setattr(conftest, "SHARED_MNIST", tmp_path / "shared")
+    monkeypatch.delenv(conftest.MNIST_ENV, raising=False)
+    assert conftest.real_mnist_dir() == tmp_path / "shared"
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv(conftest.MNIST_ENV, str(tmp_path / "empty"))
+    assert conftest.real_mnist_dir() is None  # the variable wins, even over a folder that has the files
+    _write_split(tmp_path / "plain", "t10k", images, labels, ext="")
+    monkeypatch.setenv(conftest.MNIST_ENV, str(tmp_path / "plain"))
+    assert conftest.real_mnist_dir() == tmp_path / "plain"  # .gz or not
+    (tmp_path / "plain" / "t10k-labels-idx1-ubyte").unlink()
+    assert conftest.real_mnist_dir() is None  # both files, or none
+    monkeypatch.setenv(conftest.MNIST_ENV, "")
+    assert conftest.real_mnist_dir() == tmp_path / "shared"  # an empty variable is no variable
+    reason = conftest.MNIST_SKIP_REASON
+    assert "JAXGAN_MNIST_DIR" in reason and "../shared/data/mnist" in reason
+    assert "t10k-images-idx3-ubyte[.gz]" in reason and "t10k-labels-idx1-ubyte[.gz]" in reason
+
+
+def test_idx_reads_the_real_mnist_test_split(mnist_dir):
+    image_set = load_images(f"idx:{mnist_dir}", split="test")
     _assert_valid(image_set, 10_000)
     assert image_set.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert np.bincount(image_set.labels, minlength=10).min() > 800  # every digit present
     assert 30 < image_set.images.mean() < 37  # MNIST's mean intensity is about 0.13 * 255
     with pytest.raises(UserError, match=r"use --split test"):
-        load_images(f"idx:{SHARED_MNIST}", split="train")
+        load_images(f"idx:{mnist_dir}", split="train")
 
 
 def test_idx_tells_gzip_by_its_first_bytes_not_by_its_name(tmp_path):
@@ -466,15 +483,16 @@ def test_idx_tells_gzip_by_its_first_bytes_not_by_its_name(tmp_path):
         np.testing.assert_array_equal(image_set.labels, labels.astype(np.int32))
 
 
-def test_the_real_mnist_files_uncompressed_under_their_gz_names_are_read(tmp_path):
-    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"the MNIST test split is not at {SHARED_MNIST} (shared/ beside the repository)")
-    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-        (tmp_path / name).write_bytes(gzip.decompress((SHARED_MNIST / name).read_bytes()))
+def test_the_real_mnist_files_uncompressed_under_their_gz_names_are_read(tmp_path, mnist_dir):
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        source = mnist_dir / f"{name}.gz" if (mnist_dir / f"{name}.gz").is_file() else mnist_dir / name
+        data = source.read_bytes()
+        # The folder may hold them gzipped or not; here they are plain bytes under the .gz names.
+        (tmp_path / f"{name}.gz").write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
     image_set = load_images(f"idx:{tmp_path}", split="test")
     _assert_valid(image_set, 10_000)
     assert image_set.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
-    np.testing.assert_array_equal(image_set.images, load_images(f"idx:{SHARED_MNIST}", split="test").images)
+    np.testing.assert_array_equal(image_set.images, load_images(f"idx:{mnist_dir}", split="test").images)
 
 
 @pytest.mark.parametrize("name, content, pattern", [
