@@ -229,8 +229,9 @@ def test_prepare_mnist_offline_says_so_within_seconds_and_writes_nothing(
     assert message.endswith("without network, use --dataset idx:DIR (a folder of raw IDX files) or "
                             "--dataset digits (scikit-learn's 8x8 digits, offline)")
     assert "\n" not in message and ". " not in message  # one sentence
-    # Bounded by the check's timeout, however long the connection attempt itself would hang.
-    assert elapsed < 3.0
+    # Bounded by the check's 1 s timeout (plus slack for a loaded machine), however long the
+    # connection attempt itself would hang; tfds's own retries took about 3.5 minutes here.
+    assert elapsed < 4.0
     if failure == "no-answer":
         assert elapsed >= 1.0
     assert exit_info.value.code == 2
