@@ -27,8 +27,9 @@ from jaxgan.palindrome import train as palindrome
 
 LEGACY = pathlib.Path(__file__).resolve().parent / "fixtures" / "legacy"
 EXPECTED = json.loads((LEGACY / "expected.json").read_text())
+# The old GAN summed its discriminator's two BCE terms (today's default is their mean, the study's).
 GAN = GANConfig(latent_dim=4, gen_features=(8, 16), disc_features=(16, 8), batch_size=16, epochs=1,
-                sample_every=1000, checkpoint_every=1, keep_checkpoints=1, seed=0)
+                sample_every=1000, checkpoint_every=1, keep_checkpoints=1, seed=0, d_loss="sum")
 # The old study's tiny sweep: what its record says, with the settings it predates as it had them.
 PALINDROME = dataclasses.replace(PalindromeConfig(), models=("rnn",), lengths=(3,), num_seeds=1, hidden=4,
                                  num_examples=32, batch_size=8, chunk_epochs=1, init="flax", shuffle=True)
@@ -53,6 +54,9 @@ def test_an_old_gan_checkpoint_restores_its_generator_and_resumes(tmp_path):
     result = train_and_evaluate(images, dataclasses.replace(GAN, epochs=2), workdir=str(tmp_path / "run"),
                                 checkpoint_dir=str(_copy("gan", tmp_path)), source="fixture")
     assert result["resumed_from"] == 4 and result["step"] == 8
+    with pytest.raises(UserError, match="was written with d_loss='sum', but this run has d_loss='mean'"):
+        train_and_evaluate(images, dataclasses.replace(GAN, epochs=3, d_loss="mean"),
+                           workdir=str(tmp_path / "run"), checkpoint_dir=str(tmp_path / "gan"), source="fixture")
 
 
 def test_the_old_gan_state_is_read_leaf_for_leaf(tmp_path):

@@ -176,9 +176,15 @@ def grid_noise(state: GANState, latent_dim: int) -> jax.Array:
     return jax.random.normal(grid_key, (GRID_SIZE, latent_dim))
 
 
-def generate(gen: GenState, noise: jax.Array) -> jax.Array:
-    """Eval-mode (running BatchNorm statistics) images [n, 784] in [-1, 1] from noise [n, latent]."""
-    return gen.apply_fn({"params": gen.params, "batch_stats": gen.batch_stats}, noise, train=False)
+def generate(gen: GenState, noise: jax.Array, mode: str = "eval") -> jax.Array:
+    """Images [n, 784] in [-1, 1] from noise [n, latent] with the generator's BatchNorm in ``mode``:
+    "eval" uses the running averages (each image depends on its own noise alone), "train" the batch
+    statistics of these n images, as the study drew its grids (the running averages stay as they are).
+    """
+    variables = {"params": gen.params, "batch_stats": gen.batch_stats}
+    if mode == "train":
+        return gen.apply_fn(variables, noise, train=True, mutable=["batch_stats"])[0]
+    return gen.apply_fn(variables, noise, train=False)
 
 
 def _bce(logits: jax.Array, target: float) -> jax.Array:
@@ -209,12 +215,15 @@ def gen_step(gen: GenState, disc: train_state.TrainState, noise: jax.Array
     return gen, fake, metrics
 
 
-def disc_step(disc: train_state.TrainState, real: jax.Array, fake: jax.Array
+def disc_step(disc: train_state.TrainState, real: jax.Array, fake: jax.Array, d_loss: str = "mean"
               ) -> tuple[train_state.TrainState, dict]:
     """One discriminator update on real [B, 784] (label 1) and fake [B, 784] (label 0) images.
 
-    The loss is the minimax value -[log D(x) + log(1 - D(G(z)))], batch means summed.
+    The loss is the minimax value -[log D(x) + log(1 - D(G(z)))] of batch means, halved
+    (``d_loss="mean"``: the mean of the two terms, as the study's code) or not (``"sum"``). Under
+    Adam the scale changes an update only through its eps.
     """
+    scale = 0.5 if d_loss == "mean" else 1.0
     batch = real.shape[0]
 
     def loss_fn(params):
@@ -222,7 +231,7 @@ def disc_step(disc: train_state.TrainState, real: jax.Array, fake: jax.Array
         # One pass over real and fake together: the discriminator has no batch statistics.
         logits = disc.apply_fn({"params": params}, jnp.concatenate([real, fake]))
         real_logits, fake_logits = logits[:batch], logits[batch:]
-        return _bce(real_logits, 1.0) + _bce(fake_logits, 0.0), (real_logits, fake_logits)
+        return scale * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0)), (real_logits, fake_logits)
 
     (loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(disc.params)
     disc = disc.apply_gradients(grads=grads)
@@ -233,8 +242,10 @@ def disc_step(disc: train_state.TrainState, real: jax.Array, fake: jax.Array
     return disc, metrics
 
 
-def gan_step(state: GANState, real_batch: jax.Array, noise_key: jax.Array) -> tuple[GANState, dict]:
+def gan_step(state: GANState, real_batch: jax.Array, noise_key: jax.Array, d_loss: str = "mean"
+             ) -> tuple[GANState, dict]:
     """One training step on real images [B, 784] (or [B, 28, 28]) in [-1, 1]; metrics are scalars.
+    ``d_loss`` is the discriminator loss's reduction (see ``disc_step``).
 
     The study's template order: the generator step first, then the discriminator step on
     the same real batch and on the fakes of that one generator forward pass (detached),
@@ -244,7 +255,7 @@ def gan_step(state: GANState, real_batch: jax.Array, noise_key: jax.Array) -> tu
     real = real_batch.reshape(real_batch.shape[0], -1)
     noise = jax.random.normal(noise_key, (real.shape[0], latent_dim_of(state.gen.params)))
     gen, fake, gen_metrics = gen_step(state.gen, state.disc, noise)
-    disc, disc_metrics = disc_step(state.disc, real, jax.lax.stop_gradient(fake))
+    disc, disc_metrics = disc_step(state.disc, real, jax.lax.stop_gradient(fake), d_loss)
     state = update_ema(state.replace(gen=gen, disc=disc, step=state.step + 1), noise)
     ema_norm = optax.tree.norm({"params": state.ema_params, "batch_stats": state.ema_batch_stats})
     return state, {**gen_metrics, **disc_metrics, "ema_norm": ema_norm}
@@ -282,7 +293,8 @@ def grid_slots(steps_per_epoch: int, sample_every: int) -> int:
 
 
 def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_size: int,
-                sample_every: int, batch_sharding: jax.sharding.Sharding | None = None
+                sample_every: int, d_loss: str = "mean", grid_mode: str = "train",
+                batch_sharding: jax.sharding.Sharding | None = None
                 ) -> tuple[GANState, dict, jax.Array, jax.Array]:
     """One epoch in ``lax.scan``: images uint8 [N, 28, 28] on the device, noise [25, latent].
 
@@ -291,7 +303,8 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
     Returns the new state, metrics {name: [steps]}, grids [slots, 25, 784] and their steps
     [slots] (-1 for an unused slot): a grid is drawn *before* the update of every step
     whose count of updates done is a multiple of ``sample_every``, so it shows the
-    generator after exactly that many updates.
+    generator after exactly that many updates, in ``grid_mode`` (see ``generate``); ``d_loss`` is
+    the discriminator loss's reduction.
 
     ``batch_sharding`` (data parallel, see ``epoch_function``) splits each real batch over
     devices; the noise and everything downstream follow it, and the batch-norm means and
@@ -306,9 +319,9 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
     grid_steps = jnp.full((slots,), -1, jnp.int32)
 
     def draw_grid(buffers, gen, step):
-        """Writes the eval-mode grid of the fixed noise into the next free slot."""
+        """Writes the grid of the fixed noise into the next free slot."""
         grids, grid_steps, slot = buffers
-        return grids.at[slot].set(generate(gen, noise)), grid_steps.at[slot].set(step), slot + 1
+        return grids.at[slot].set(generate(gen, noise, grid_mode)), grid_steps.at[slot].set(step), slot + 1
 
     def body(carry, batch_indices):
         """One step: maybe a grid, then a gan_step on the gathered, scaled batch."""
@@ -319,7 +332,7 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
         if batch_sharding is not None:
             real = jax.lax.with_sharding_constraint(real, batch_sharding)
         noise_key = _key_for(state.key, _NOISE_STREAM, state.step)
-        state, metrics = gan_step(state, real, noise_key)
+        state, metrics = gan_step(state, real, noise_key, d_loss)
         return (state, buffers), metrics
 
     init = (state, (grids, grid_steps, jnp.zeros((), jnp.int32)))
@@ -327,7 +340,8 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
     return state, metrics, grids, grid_steps
 
 
-def epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None = None) -> Callable:
+def epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None = None, d_loss: str = "mean",
+                   grid_mode: str = "train") -> Callable:
     """``train_epoch`` jitted, state donated; cached, so runs in one process share compilations.
 
     With a ``mesh`` of several devices it is data parallel: every argument and result is
@@ -335,13 +349,16 @@ def epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None = None)
     over it (``batch_size`` must be a multiple of the mesh size).
     """
     # One cache key for every way of saying "one device", so callers share one compilation.
-    return _epoch_function(batch_size, sample_every, mesh if parallel.is_parallel(mesh) else None)
+    return _epoch_function(batch_size, sample_every, mesh if parallel.is_parallel(mesh) else None, d_loss,
+                           grid_mode)
 
 
 @functools.cache
-def _epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None) -> Callable:
+def _epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None, d_loss: str,
+                    grid_mode: str) -> Callable:
     """``epoch_function`` behind its cache."""
-    epoch = functools.partial(train_epoch, batch_size=batch_size, sample_every=sample_every)
+    epoch = functools.partial(train_epoch, batch_size=batch_size, sample_every=sample_every, d_loss=d_loss,
+                              grid_mode=grid_mode)
     if mesh is None:
         return jax.jit(epoch, donate_argnums=0)
     whole = parallel.replicated(mesh)

@@ -21,20 +21,20 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxgan.configs.base import resume_keys, to_record
+from jaxgan.configs.base import resume_keys, to_record, with_legacy
 from jaxgan.configs.gan import KIND, GANConfig, check_batch
 from jaxgan.errors import UserError
 from jaxgan.gan.steps import (
     METRICS,
     WEIGHTS,
     epoch_function,
-    generator_variables,
+    generate,
     grid_noise,
     init_state,
     score_generators,
     score_noise,
 )
-from jaxgan.models.gan import IMAGE_SHAPE, decode
+from jaxgan.models.gan import IMAGE_SHAPE
 from jaxgan.plotting import gan as plots
 from jaxgan.runtime import files, loop, parallel
 from jaxgan.scores import NonFiniteScore, Reference, score_value
@@ -98,6 +98,12 @@ def default_mesh() -> Mesh:
     if jax.default_backend() == "cpu" and jax.process_count() == 1:
         return parallel.make_mesh(jax.devices()[:1])
     return parallel.make_mesh()
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _draw_grid(gen, noise: jax.Array, mode: str) -> jax.Array:
+    """The grid of ``noise`` [25, latent] as the epochs draw it (``generate`` in ``mode``): [25, 784]."""
+    return generate(gen, noise, mode)
 
 
 def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, first_step: int, epoch: int,
@@ -176,7 +182,8 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
     abstract = jax.eval_shape(functools.partial(init_state, config))
     must_match = {k: record[k] for k in resume_keys(GANConfig)}
     with loop.open_run(checkpoint_dir, kind=KIND, record=record, abstract=abstract, must_match=must_match,
-                       keep=config.keep_checkpoints, restart=restart) as run:
+                       upgrade=lambda saved: with_legacy(GANConfig, saved), keep=config.keep_checkpoints,
+                       restart=restart) as run:
         if run.resumed:
             _check_images(run, record, checkpoint_dir)
         state = run.state if run.resumed else init_state(config)
@@ -205,7 +212,8 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
                 "resumed": run.resumed, "steps_per_epoch": steps_per_epoch})
         tick = time.perf_counter()
         if start_epoch < config.epochs:  # compiled once here; every epoch reuses it
-            compiled = epoch_function(config.batch_size, config.sample_every, mesh).lower(
+            compiled = epoch_function(config.batch_size, config.sample_every, mesh, config.d_loss,
+                                      config.grid_mode).lower(
                 state, images_dev, noise).compile()
             if reference is not None:  # the scoring program too, so its first use is not slow
                 noise_for_scores = score_noise(state, reference.num_samples)
@@ -260,7 +268,8 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
                     "steps_per_s": steps_per_epoch / seconds, **last})
 
         final_step = int(state.step)
-        final_grid = np.asarray(decode(generator_variables(state), noise))  # on every process: a collective
+        # On every process (with a mesh it is a collective); as the grids of the epochs are drawn.
+        final_grid = np.asarray(_draw_grid(state.gen, noise, config.grid_mode)).reshape(-1, *IMAGE_SHAPE)
         if run.writer:
             plots.save_grid(final_grid, _sample_path(samples_dir, final_step))
             plots.progress_figure(samples_dir, os.path.join(workdir, "progress.png"))
