@@ -55,8 +55,8 @@ def test_an_old_gan_checkpoint_restores_its_generator_and_resumes(tmp_path):
                                 checkpoint_dir=str(_copy("gan", tmp_path)), source="fixture")
     assert result["resumed_from"] == 4 and result["step"] == 8
     with pytest.raises(UserError, match="was written with d_loss='sum', but this run has d_loss='mean'"):
-        train_and_evaluate(images, dataclasses.replace(GAN, epochs=3, d_loss="mean"),
-                           workdir=str(tmp_path / "run"), checkpoint_dir=str(tmp_path / "gan"), source="fixture")
+        train_and_evaluate(images, dataclasses.replace(GAN, epochs=3, d_loss="mean"), source="fixture",
+                           workdir=str(tmp_path / "run"), checkpoint_dir=str(tmp_path / "gan"))
 
 
 def test_the_old_gan_state_is_read_leaf_for_leaf(tmp_path):
