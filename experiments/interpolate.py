@@ -1,4 +1,4 @@
-"""Latent interpolation from a restored GAN generator: rows of images between pairs of different digits.
+r"""Latent interpolation from a restored GAN generator: rows of images between pairs of different digits.
 
     python -m experiments.interpolate --checkpoint-dir checkpoints/gan \
         --classifier-dir checkpoints/classifier --pairs 4 --steps 7 --mode slerp --out interpolation.png

@@ -466,3 +466,18 @@ def test_command_line_trains_samples_and_rejects_bad_input(small_images, tmp_pat
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: the batch size 1000 is larger than the {SMALL} images of the data set"
+
+
+def test_figures_of_a_short_run_show_each_grid_once_and_every_step():
+    """A one-epoch run: one or two grids are shown once each (not step 0 twice), and its losses
+    are a curve over its steps, not one per-epoch point."""
+    from jaxgan.plotting.gan import progress_panels, smoothed
+
+    assert [(s, n) for s, _, n in progress_panels([(0, "a")])] == [(0, "end")]
+    assert [(s, n) for s, _, n in progress_panels([(0, "a"), (5, "b")])] == [(0, "start"), (5, "end")]
+    three = [(0, "a"), (4, "b"), (10, "c")]
+    assert [(s, n) for s, _, n in progress_panels(three)] == [(0, "start"), (4, "middle"), (10, "end")]
+    steps, values = smoothed(np.arange(1, 11.0), np.arange(10.0))  # 10 steps: every one is a point
+    np.testing.assert_array_equal(values, np.arange(10.0))
+    steps, values = smoothed(np.arange(1, 1001.0), np.ones(1000))  # 1000 steps: ~200 running means
+    assert 190 <= len(values) <= 200 and np.allclose(values, 1.0) and steps[0] > 1

@@ -54,21 +54,27 @@ def grid_files(samples_dir: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def progress_panels(grids: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    """(step, path, name) of the grids the progress figure shows: the first ("start"), the one nearest
+    the middle step ("middle") and the last ("end"), each grid once (a short run has fewer than three)."""
+    if not grids:
+        return []
+    middle = min(grids, key=lambda item: abs(item[0] - grids[-1][0] / 2))
+    name = lambda grid: "end" if grid == grids[-1] else "start" if grid == grids[0] else "middle"
+    return [(step, path, name((step, path))) for step, path in sorted({grids[0], middle, grids[-1]})]
+
+
 def progress_figure(samples_dir: str, path: str) -> None:
     """Draws the grids at the start, the middle and the end of training side by side, as in the study."""
     import matplotlib.image
     from matplotlib.figure import Figure
 
-    grids = grid_files(samples_dir)
-    if not grids:
+    panels = progress_panels(grid_files(samples_dir))
+    if not panels:
         return
-    last = grids[-1][0]
-    middle = min(grids, key=lambda item: abs(item[0] - last / 2))
-    chosen = [grids[0], middle, grids[-1]]
-    labels = ["start", "middle", "end"]
-    fig = Figure(figsize=(3.2 * len(chosen), 3.6))
-    for i, ((step, grid_path), label) in enumerate(zip(chosen, labels, strict=True)):
-        ax = fig.add_subplot(1, len(chosen), i + 1)
+    fig = Figure(figsize=(3.2 * len(panels), 3.6))
+    for i, (step, grid_path, label) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
         ax.imshow(matplotlib.image.imread(grid_path), cmap="gray", interpolation="nearest")
         ax.set_title(f"{label}: step {step}")
         ax.axis("off")
@@ -76,31 +82,40 @@ def progress_figure(samples_dir: str, path: str) -> None:
     files.save_figure(fig, path, dpi=120)
 
 
+def smoothed(steps: np.ndarray, values: np.ndarray, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Means of ``values`` over consecutive blocks of ``len // points`` steps (at least 1), at the blocks'
+    mean steps: a run of any length, one epoch or two hundred, gives a curve of at most ``points`` points.
+    """
+    window = max(1, len(values) // points)
+    blocks = len(values) // window
+    mean = lambda x: np.asarray(x[: blocks * window], np.float64).reshape(blocks, window).mean(1)
+    return mean(steps), mean(values)
+
+
 def loss_figure(metrics_path: str, path: str) -> None:
-    """Plots per-epoch means of the losses and of D(x), D(G(z)) from a metrics.jsonl file."""
+    """Plots the losses and D(x), D(G(z)) against the step from a metrics.jsonl file (running means)."""
     from matplotlib.figure import Figure
 
     records = files.read_jsonl(metrics_path)
     if not records:
         return
-    keys, index = np.unique([r["epoch"] for r in records], return_inverse=True)
-    counts = np.bincount(index)
+    steps = np.asarray([r["step"] for r in records], np.float64)
 
-    def per_epoch(name):
-        """The mean of one metric over each epoch."""
-        return np.bincount(index, weights=[r[name] for r in records]) / counts
+    def curve(name):
+        """The running mean of one metric: (steps, values)."""
+        return smoothed(steps, np.asarray([r[name] for r in records], np.float64))
 
     fig = Figure(figsize=(10, 3.6))
     ax = fig.add_subplot(1, 2, 1)
-    ax.plot(keys, per_epoch("d_loss"), label="discriminator")
-    ax.plot(keys, per_epoch("g_loss"), label="generator")
-    ax.set_xlabel("epoch")
+    ax.plot(*curve("d_loss"), label="discriminator")
+    ax.plot(*curve("g_loss"), label="generator")
+    ax.set_xlabel("step")
     ax.set_ylabel("BCE loss")
     ax.legend()
     ax = fig.add_subplot(1, 2, 2)
-    ax.plot(keys, per_epoch("d_real"), label="D(x)")
-    ax.plot(keys, per_epoch("d_fake"), label="D(G(z))")
-    ax.set_xlabel("epoch")
+    ax.plot(*curve("d_real"), label="D(x)")
+    ax.plot(*curve("d_fake"), label="D(G(z))")
+    ax.set_xlabel("step")
     ax.set_ylim(0, 1)
     ax.legend()
     fig.tight_layout()
