@@ -273,7 +273,8 @@ def one_step_check(state, config: GANConfig, real, noise) -> None:
         logits = disc(
             torch.cat([torch.from_numpy(real).to(dtype), torch.from_numpy(np.array(fake)).to(dtype)])
         )
-        (bce(logits[: len(real)], 1.0) + bce(logits[len(real) :], 0.0)).backward()
+        d_loss = bce(logits[: len(real)], 1.0) + bce(logits[len(real) :], 0.0)
+        (d_loss / 2 if config.d_loss == "mean" else d_loss).backward()
         grads |= {n: flip(n, t.grad) for n, t in torch_named(gen, disc) if n.startswith("disc")}
         stats = {n: t for n, t in torch_named(gen, disc) if n.endswith((".mean", ".var"))}
         results[dtype] = (t_fake, grads, stats)
