@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import sys
+import textwrap
 import typing
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -33,10 +34,51 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
+CACHE_ENV = "JAXGAN_COMPILATION_CACHE"  # a folder for compiled programs, or 0 to keep none
+_CACHE_OFF = ("0", "off", "no", "false")
+_CACHE_EPILOG = (f"Compiled programs are kept in a per-user cache folder ({{cache}}), so a second run of the "
+                 f"same settings starts training sooner; --no-compile-cache or {CACHE_ENV}=0 turns it off, "
+                 f"{CACHE_ENV}=DIR moves it.")
+
+
 def parser(prog: str, doc: str) -> Parser:
-    """The parser of ``python -m experiments.PROG``, its help the script's docstring."""
-    return Parser(prog=f"python -m experiments.{prog}", description=doc,
+    """The parser of ``python -m experiments.PROG``: its help is the script's docstring, and it takes
+    ``--no-compile-cache`` (``run`` acts on it before anything compiles)."""
+    made = Parser(prog=f"python -m experiments.{prog}", description=doc,
+                  epilog=textwrap.fill(_CACHE_EPILOG.format(cache=compilation_cache_dir() or "off"), 79,
+                                       break_on_hyphens=False),
                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    made.add_argument("--no-compile-cache", action="store_true",
+                      help="do not keep compiled programs between runs (see below)")
+    return made
+
+
+def compilation_cache_dir() -> str | None:
+    """Where the scripts keep JAX's compiled programs: $JAXGAN_COMPILATION_CACHE, or the user's cache
+    folder ($XDG_CACHE_HOME or ~/.cache, then jaxgan/jax-compilation); None when the variable is 0."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in _CACHE_OFF:
+        return None
+    if value:
+        return os.path.expanduser(value)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jaxgan", "jax-compilation")
+
+
+def use_compilation_cache() -> str | None:
+    """Turns on JAX's persistent compilation cache in ``compilation_cache_dir()`` for this process;
+    returns the folder, or None when it is off or the environment already chose one
+    (``JAX_COMPILATION_CACHE_DIR``). Every program is kept, however quick its compile: the study's
+    are many and small, and a rerun pays for all of them."""
+    directory = compilation_cache_dir()
+    if directory is None or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
 
 
 def integer(text: str) -> int:
@@ -325,10 +367,13 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     a run stopped by SIGINT or SIGTERM (after its checkpoint) in one line and exit 128 + signal.
 
     From the command line (``argv`` None) JAX's CPU platform first gets one device per core
-    (``use_every_core``); a caller passing ``argv`` keeps the devices it has.
+    (``use_every_core``) and compiled programs are kept between runs (``use_compilation_cache``,
+    unless ``--no-compile-cache``); a caller passing ``argv`` keeps the devices and settings it has.
     """
     if argv is None:
         use_every_core()
+        if "--no-compile-cache" not in sys.argv[1:]:
+            use_compilation_cache()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -15,6 +17,22 @@ import pytest
 if os.environ.get("JAXGAN_TEST_OPTIMIZED") != "1":
     os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
+# One persistent compilation cache for the whole test run: its pytest-xdist workers and every process
+# the tests start compile each program once between them (the folder is this run's own, under the
+# temporary directory; a user's JAX_COMPILATION_CACHE_DIR wins).
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"jaxgan-tests-{_RUN}")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run's own compilation cache goes when the run ends (on the controller, not a worker)."""
+    if _OWN_CACHE and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
 
 def pytest_configure(config):
     """Registers the markers this suite uses."""
@@ -22,18 +40,15 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def subprocess_env(tmp_path_factory) -> dict[str, str]:
-    """The environment for CLI subprocesses: CPU, and one persistent compilation cache per test session.
+def subprocess_env() -> dict[str, str]:
+    """The environment for CLI subprocesses: CPU, and the test run's persistent compilation cache.
 
     Every program is compiled by the first process that needs it and loaded from the cache by
-    the others, so a run that is killed and restarted does not pay for compiling again. The
-    two thresholds are JAX's ``jax_persistent_cache_min_compile_time_secs`` and
-    ``jax_persistent_cache_min_entry_size_bytes``: 0 caches every program, however small.
+    the others, so a run that is killed and restarted does not pay for compiling again (the
+    cache settings are in ``os.environ``, set above: 0 for both of JAX's thresholds caches every
+    program, however small).
     """
     return {**os.environ, "JAX_PLATFORMS": "cpu",
-            "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
             "PYTHONUNBUFFERED": "1"}  # a killed process's last lines reach its log
 
 

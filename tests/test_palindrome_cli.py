@@ -2,7 +2,10 @@
 
 import json
 import os
+import pathlib
 import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -298,3 +301,21 @@ def test_a_finished_study_continues_to_a_larger_epochs_total_exactly(tmp_path, c
     # Asking for fewer epochs than a checkpoint holds is refused in one sentence.
     code, _, err = _run(tmp_path, "chain", flags(2), capsys)
     assert code == 2 and "is at epoch 3, beyond the 2 epochs asked for" in err
+
+
+@pytest.mark.parametrize("setting, kept", [("{cache}", True), ("0", False)])
+def test_the_scripts_keep_compiled_programs_unless_told_not_to(setting, kept, tmp_path, subprocess_env):
+    """From the command line the scripts use JAX's persistent compilation cache in the folder
+    JAXGAN_COMPILATION_CACHE names; 0 turns it off (nothing is kept)."""
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in subprocess_env.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
+    env.pop("JAX_COMPILATION_CACHE_DIR")  # the test session's own cache: the script's is under test
+    env["JAXGAN_COMPILATION_CACHE"] = setting.format(cache=cache)
+    flags = ["--models", "rnn", "--lengths", "3", "--seeds", "1", "--epochs", "1", "--hidden", "4",
+             "--num-examples", "32", "--batch-size", "8"]
+    done = subprocess.run([sys.executable, "-m", "experiments.palindrome", *flags, "--workdir",
+                           str(tmp_path / "w"), "--checkpoint-dir", str(tmp_path / "c")], env=env,
+                          cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (cache.is_dir() and any(cache.iterdir())) == kept

@@ -62,7 +62,7 @@ def test_one_step_changes_every_parameter_and_compiles_once(model):
 
 def test_lstm_learns_length_5():
     config = run_config("lstm", max_length=5)
-    _, metrics = train_single(config, 5, seed=0, epochs=40)
+    _, metrics = train_single(config, 5, seed=0, epochs=25)  # at 99% from epoch 16, 100% from 23
     assert metrics["val_acc"][-1] >= 0.95, metrics["val_acc"]
     assert metrics["train_loss"][-1] < metrics["train_loss"][0] / 4
     assert np.isfinite(metrics["grad_norm"]).all()

@@ -23,6 +23,7 @@ from jaxgan.models.layers import torch_dense
 IMAGE_SHAPE = (28, 28)
 IMAGE_SIZE = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 LEAK = 0.2  # LeakyReLU negative slope, everywhere in both networks
+MOMENTS = "batch_moments"  # the collection a train-mode pass sows each BatchNorm's batch mean and variance in
 GEN_FEATURES = (128, 256, 512, 1024)
 DISC_FEATURES = (512, 256)
 
@@ -34,7 +35,9 @@ class BatchNorm1d(nn.Module):
     running averages with weight ``1 - momentum`` (Flax's convention: 0.9 here is PyTorch's
     momentum=0.1); the running variance takes the *unbiased* batch variance, as PyTorch
     does and ``flax.linen.BatchNorm`` does not, which is why this is not ``nn.BatchNorm``.
-    Evaluation normalises with the running averages. Variables: params ``scale``, ``bias``
+    Evaluation normalises with the running averages. With the collection ``batch_moments``
+    mutable, a train-mode pass also records the batch's mean and unbiased variance there.
+    Variables: params ``scale``, ``bias``
     and batch_stats ``mean``, ``var``, each [F].
     """
 
@@ -57,6 +60,10 @@ class BatchNorm1d(nn.Module):
                 unbiased = var * (n / max(n - 1, 1))
                 running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
                 running_var.value = self.momentum * running_var.value + (1 - self.momentum) * unbiased
+                # This batch's own statistics, for a caller that averages them over batches
+                # (``batch_moments`` mutable; otherwise sow does nothing).
+                self.sow(MOMENTS, "mean", mean, reduce_fn=lambda _, new: new)
+                self.sow(MOMENTS, "var", unbiased, reduce_fn=lambda _, new: new)
         else:
             mean, var = running_mean.value, running_var.value
         return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
@@ -116,14 +123,53 @@ def _generate(generator: Generator, variables: dict, noise: jax.Array) -> jax.Ar
 
 def decode(gen_variables: dict, noise: jax.Array) -> jax.Array:
     """Eval-mode images float32 [n, 28, 28] in [-1, 1] from latents [n, latent] (e.g. an interpolation)."""
-    params = gen_variables["params"]
-    depth = len([name for name in params if name.startswith("dense")])
     # The layer sizes are read off the weights, so any saved generator decodes without its config.
-    features = tuple(params[f"dense{i}"]["kernel"].shape[1] for i in range(1, depth))
-    images = _generate(Generator(features=features), gen_variables, jnp.asarray(noise, jnp.float32))
+    generator = _generator_for(gen_variables["params"])
+    images = _generate(generator, gen_variables, jnp.asarray(noise, jnp.float32))
     return images.reshape(-1, *IMAGE_SHAPE)
 
 
 def latent_dim_of(gen_params: dict) -> int:
     """The latent size a generator's parameters expect."""
     return int(gen_params["dense1"]["kernel"].shape[0])
+
+
+def _generator_for(params: dict) -> Generator:
+    """The Generator whose layer sizes the parameters have (read off their kernels)."""
+    depth = len([name for name in params if name.startswith("dense")])
+    return Generator(features=tuple(params[f"dense{i}"]["kernel"].shape[1] for i in range(1, depth)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _batch_moments(generator: Generator, params: dict, noise: jax.Array) -> dict:
+    """Every BatchNorm's mean and unbiased variance over each batch of noise [K, B, latent]: leaves [K, F]."""
+
+    def one(batch):
+        """A train-mode pass over one batch; only what its BatchNorms sowed is kept."""
+        stats = {"batch_stats": jax.tree.map(jnp.zeros_like, _zero_stats(generator, params))}
+        _, sown = generator.apply({"params": params, **stats}, batch, train=True,
+                                  mutable=["batch_stats", MOMENTS])
+        return sown[MOMENTS]
+
+    return jax.lax.map(one, noise)
+
+
+def _zero_stats(generator: Generator, params: dict) -> dict:
+    """Running statistics of the right shapes (their values are not used by a train-mode pass)."""
+    return {name: {"mean": jnp.zeros_like(layer["scale"]), "var": jnp.ones_like(layer["scale"])}
+            for name, layer in params.items() if name.startswith("bn")}
+
+
+def recompute_batch_stats(params: dict, noise: jax.Array) -> dict:
+    """Running BatchNorm statistics for generator ``params``, measured from noise [K, B, latent]: each
+    layer's batch mean and unbiased variance averaged over the K train-mode passes.
+
+    What stochastic weight averaging does for averaged weights (Izmailov et al., 2018, "bn_update",
+    PyTorch's ``torch.optim.swa_utils.update_bn``): weights that were never trained as they stand
+    (an EMA) get statistics of their own, measured, instead of tracked every step. Returns
+    ``{"bn2": {"mean", "var"}, ...}`` as ``batch_stats``.
+    """
+    generator = _generator_for(params)
+    moments = _batch_moments(generator, params, jnp.asarray(noise, jnp.float32))
+    # sow keeps a tuple per call; each pass sows once per layer and statistic.
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0), moments, is_leaf=lambda x: isinstance(x, jax.Array))
