@@ -135,12 +135,18 @@ class BenchmarkConfig:
     gan_images: int = 640  # 10 steps of 64 per timed call
     progress_epochs: int = 20
     step_matmul_batches: int = 13  # an epoch's batches: 13 x 20 chained products
+    models: tuple[str, ...] = ("lstm", "rnn")
+    strategies: tuple[str, ...] = ("vmap", "map")
+    progress: bool = True  # measure what the progress bar costs
+    quick_run: bool = False
 
     @classmethod
     def quick(cls) -> BenchmarkConfig:
-        """Tiny sizes: checks that everything runs, measures nothing useful."""
-        return cls(matmul_sizes=(128,), repeats=1, palindrome_length=5, sweep_sizes=(1, 2),
-                   mixed_lengths=(3, 5), mixed_seeds=1, gan_images=128)
+        """One of each kind of measurement at tiny sizes, in seconds: checks that the benchmark runs.
+        Its figures are not measurements (the table says so)."""
+        return cls(matmul_sizes=(128,), repeats=1, palindrome_length=5, sweep_sizes=(1,),
+                   mixed_lengths=(3, 5), mixed_seeds=1, gan_images=128, step_matmul_batches=1,
+                   models=("rnn",), strategies=("map",), progress=False, quick_run=True)
 
 
 def _palindrome_epoch(model: str, lengths: Sequence[int], seeds: Sequence[int], repeats: int,
@@ -249,17 +255,17 @@ def run(config: BenchmarkConfig, log: Callable[[str], None] = print) -> dict:
     log("the recurrent products alone, at the study's shapes (batch 128, hidden 128)")
     result["step_matmul_flop_per_s"] = {
         model: step_matmul_rate(128, 128, gates, 20 * config.step_matmul_batches, config.repeats)
-        for model, gates in (("lstm", 4), ("rnn", 1))}
+        for model, gates in (("lstm", 4), ("rnn", 1)) if model in config.models}
     result["palindrome_step"] = []
-    for model in ("lstm", "rnn"):
+    for model in config.models:
         log(f"palindrome {model}, T={config.palindrome_length}, one run")
         row = _palindrome_epoch(model, [config.palindrome_length], [0], config.repeats)
         row["utilization"] = row["useful_flop_per_s"] / peak
         result["palindrome_step"].append(row)
     result["sweep"] = []
     mesh = sweep.sweep_mesh()  # None on one device
-    for model in ("lstm", "rnn"):
-        for strategy in ("vmap", "map"):
+    for model in config.models:
+        for strategy in config.strategies:
             for k in config.sweep_sizes:
                 log(f"sweep {model} ({strategy}): K={k} runs of T={config.palindrome_length}")
                 row = _palindrome_epoch(model, [config.palindrome_length], list(range(k)), config.repeats,
@@ -275,12 +281,13 @@ def run(config: BenchmarkConfig, log: Callable[[str], None] = print) -> dict:
             row = _palindrome_epoch(model, config.mixed_lengths, list(range(config.mixed_seeds)),
                                     config.repeats, "map", mesh=mesh)
             result["sweep"].append(row | {"mixed": True})
-    log(f"progress reporting: rnn sweep, {config.progress_epochs} epochs, chunks of 10 vs one chunk")
-    result["progress"] = _progress_overhead("rnn", config.mixed_lengths, list(range(config.mixed_seeds)),
-                                            config.progress_epochs, config.repeats)
+    if config.progress:
+        log(f"progress reporting: rnn sweep, {config.progress_epochs} epochs, chunks of 10 vs one chunk")
+        result["progress"] = _progress_overhead("rnn", config.mixed_lengths, list(range(config.mixed_seeds)),
+                                                config.progress_epochs, config.repeats)
     log("GAN step, batch 64, one device")
     result["gan_step"] = [_gan_steps(config.gan_images, config.repeats)]
-    if jax.device_count() > 1:
+    if jax.device_count() > 1 and not config.quick_run:
         log(f"GAN step, batch 64, data parallel over {jax.device_count()} devices")
         result["gan_step"].append(_gan_steps(config.gan_images, config.repeats, parallel.make_mesh()))
     for row in result["gan_step"]:
@@ -296,7 +303,9 @@ def table(result: dict) -> str:
     rates = result.get("step_matmul_flop_per_s", {})
     shapes = "; ".join(f"{model}'s recurrent product alone (in a scan) {rate / 1e9:.1f} GFLOP/s "
                        f"({rate / peak:.0%} of peak)" for model, rate in rates.items())
-    lines = [f"Machine: {m['device_kind']} ({m['backend']}, {m['cpu_count']} CPUs, "
+    lines = ["**Quick run: tiny sizes and one call each, to check that every measurement runs; these "
+             "figures are not measurements.**", ""] if result["config"].get("quick_run") else []
+    lines += [f"Machine: {m['device_kind']} ({m['backend']}, {m['cpu_count']} CPUs, "
              f"{m['device_count']} JAX devices), JAX {m['jax']}, Python {m['python']}; matmul peak "
              f"{peak / 1e9:.1f} GFLOP/s (float32)" + (f"; {shapes}." if shapes else "."), "",
              "| program | per call | throughput | useful GFLOP/s | utilization | compile |",
@@ -326,11 +335,11 @@ def table(result: dict) -> str:
                      f"| {g['steps_per_s']:.1f} steps/s, {g['images_per_s']:.0f} img/s "
                      f"| {g['useful_flop_per_s'] / 1e9:.1f} | {g['utilization']:.1%} "
                      f"| {g['compile_s']:.1f} s |")
-    p = result["progress"]
-    lines += ["", f"Progress reporting (a host sync and a tqdm update every {p['chunk_epochs']} epochs) "
-              f"costs "
-              f"{p['overhead']:+.1%} of training time ({p['model']} sweep, {p['epochs']} epochs: "
-              f"{p['with_progress_s']:.2f} s against {p['one_chunk_s']:.2f} s in one chunk)."]
+    if "progress" in result:
+        p = result["progress"]
+        lines += ["", f"Progress reporting (a host sync and a tqdm update every {p['chunk_epochs']} epochs) "
+                  f"costs {p['overhead']:+.1%} of training time ({p['model']} sweep, {p['epochs']} epochs: "
+                  f"{p['with_progress_s']:.2f} s against {p['one_chunk_s']:.2f} s in one chunk)."]
     lines += _comparison_lines(result)
     lines += ["", f"Peak host memory: {result['peak_host_memory_mib']:.0f} MiB."]
     return "\n".join(lines) + "\n"

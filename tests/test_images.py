@@ -579,3 +579,24 @@ def test_image_set_rejects_wrong_shapes_and_dtypes():
         ImageSet(np.zeros((2, 28, 28), np.float32), None, "x")
     with pytest.raises(ValueError, match="int32"):
         ImageSet(np.zeros((2, 28, 28), np.uint8), np.zeros((3,), np.int32), "x")
+
+
+def test_digits_and_auto_start_without_importing_sklearn_or_tfds(tmp_path):
+    """The digits come from scikit-learn's own data file, equal to load_digits; auto with no MNIST on
+    disk says so without importing tensorflow-datasets (each takes seconds to import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from jaxgan.data.images import load_images; "
+            f"s = load_images('auto', data_dir={str(tmp_path)!r}); "
+            "print(s.source.split(';')[0], 'tensorflow_datasets' in sys.modules, 'sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() [-2:] == ["False", "False"], done.stdout + done.stderr
+    from sklearn.datasets import load_digits
+
+    from jaxgan.data.images import _digits
+
+    images, labels = _digits()
+    reference = load_digits()
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(labels, reference.target)

@@ -49,7 +49,7 @@ def _batch(data, size):
 @pytest.mark.parametrize("model", ["lstm", "rnn"])
 def test_one_step_changes_every_parameter_and_compiles_once(model):
     config = dataclasses.replace(TINY, model=model, max_length=5)
-    run, data = init_run(run_key(0, 5), 5, config)
+    run, data = jax.jit(init_run, static_argnums=2)(run_key(0, 5), 5, config)
     step = jax.jit(functools.partial(train_step, config=config))
     state, metrics = step(run.train, _batch(data, 32), None)
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), run.train.params, state.params)

@@ -1,5 +1,7 @@
 """The study's cells against hand computations and Flax's LSTMCell; both initialisations; padding is inert."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -33,7 +35,7 @@ def _lstm_step(cell_params, carry, x):
 def _cell_params(cell, key):
     """A cell's parameters, made by calling project and one step during init."""
     step = lambda m, x: m(m.initial_carry(B), m.project(x))
-    return cell.init(key, jnp.zeros((B, F)), method=step)["params"]
+    return jax.jit(functools.partial(cell.init, method=step))(key, jnp.zeros((B, F)))["params"]
 
 
 def _summed_bias(params):
@@ -99,7 +101,8 @@ def test_rnn_step_equals_the_study_equation(init):
 @pytest.mark.parametrize("cell, per_step", [("lstm", 4), ("rnn", 1)])
 def test_parameter_count_is_the_study_architecture(cell, per_step, init, biases):
     model = SequenceClassifier(cell=cell, hidden=128, initialization=init)
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 5, 1)), jnp.ones((2, 5), bool))["params"]
+    inputs, mask = jnp.zeros((2, 5, 1)), jnp.ones((2, 5), bool)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), inputs, mask)["params"]
     count = sum(x.size for x in jax.tree.leaves(params))
     # W_x [1, k*128] + b_x [k*128] (+ b_h [k*128]) + W_h [128, k*128] + W_ph [128, 10] + b_p [10]
     assert count == per_step * 128 * (1 + biases + 128) + 128 * 10 + 10
@@ -113,7 +116,7 @@ def test_study_initialisation_fills_each_nn_linear_bound(cell, encoding_size):
     hidden = 128
     model = SequenceClassifier(cell=cell, hidden=hidden, initialization="study")
     inputs, mask = jnp.zeros((2, 3, encoding_size)), jnp.ones((2, 3), bool)
-    params = model.init(jax.random.PRNGKey(5), inputs, mask)["params"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(5), inputs, mask)["params"]
     fan_in = {("cell", "input"): encoding_size, ("cell", "hidden"): hidden, ("output",): hidden}
     checked = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -134,7 +137,8 @@ def test_study_initialisation_fills_each_nn_linear_bound(cell, encoding_size):
 
 def test_flax_initialisation_is_lecun_orthogonal_and_zero_biases():
     model = SequenceClassifier(cell="lstm", hidden=32, initialization="flax")
-    params = model.init(jax.random.PRNGKey(6), jnp.zeros((2, 3, 10)), jnp.ones((2, 3), bool))["params"]
+    inputs, mask = jnp.zeros((2, 3, 10)), jnp.ones((2, 3), bool)
+    params = jax.jit(model.init)(jax.random.PRNGKey(6), inputs, mask)["params"]
     assert "bias" not in params["cell"]["hidden"]
     np.testing.assert_array_equal(params["cell"]["input"]["bias"], 0.0)
     np.testing.assert_array_equal(params["output"]["bias"], 0.0)
@@ -147,7 +151,7 @@ def test_one_step_of_each_model_with_two_biases_equals_a_hand_computation():
     for cell in ("lstm", "rnn"):
         model = SequenceClassifier(cell=cell, hidden=H, initialization="study")
         x = jnp.asarray([[[3.0]], [[7.0]]])  # two scalar digits, T = 1
-        params = model.init(jax.random.PRNGKey(7), x, jnp.ones((2, 1), bool))["params"]
+        params = jax.jit(model.init)(jax.random.PRNGKey(7), x, jnp.ones((2, 1), bool))["params"]
         p = jax.tree.map(np.asarray, params)
         biases = p["cell"]["input"]["bias"] + p["cell"]["hidden"]["bias"]
         pre = x[:, 0] @ p["cell"]["input"]["kernel"] + biases
@@ -168,7 +172,7 @@ def test_left_padding_with_mask_gives_the_unpadded_logits(cell, init):
     keys = jax.random.split(jax.random.PRNGKey(4), 3)
     T, pad = 5, 4
     x = jax.random.normal(keys[0], (B, T, F))
-    params = _random_like(model.init(keys[1], x, jnp.ones((B, T), bool))["params"], keys[2])
+    params = _random_like(jax.jit(model.init)(keys[1], x, jnp.ones((B, T), bool))["params"], keys[2])
     padded = jnp.concatenate([jnp.full((B, pad, F), 7.0), x], axis=1)  # junk in the padding
     mask = jnp.arange(T + pad)[None, :] >= pad
     unpadded_logits = model.apply({"params": params}, x, jnp.ones((B, T), bool))

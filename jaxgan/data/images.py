@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import importlib.util
 import os
 import pathlib
 import socket
@@ -441,14 +442,33 @@ def digits_to_mnist(images: np.ndarray) -> np.ndarray:
     return np.pad(boxes, ((0, 0), (pad, pad), (pad, pad)))
 
 
-def _load_digits(split: str, note: str | None = None) -> ImageSet:
-    """scikit-learn's 1797 digits resized to 28x28: "train" is the first 1437, "test" the last 360."""
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 digits: (images float [1797, 8, 8] in 0..16, labels int [1797]).
+
+    Read from the data file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``, found
+    without importing scikit-learn, whose ``datasets`` package takes seconds to import); through
+    ``sklearn.datasets.load_digits`` when that file is not where it has always been.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    path = None
+    if spec is not None and spec.submodule_search_locations:
+        path = pathlib.Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if path is not None and path.is_file():
+        table = np.loadtxt(gzip.open(path, "rt"), delimiter=",")
+        if table.shape == (1797, 65):
+            return table[:, :64].reshape(-1, 8, 8), table[:, 64].astype(np.int64)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
+    return bunch.images, bunch.target
+
+
+def _load_digits(split: str, note: str | None = None) -> ImageSet:
+    """scikit-learn's 1797 digits resized to 28x28: "train" is the first 1437, "test" the last 360."""
+    all_images, all_labels = _digits()
     part = slice(0, _DIGITS_TRAIN) if split == "train" else slice(_DIGITS_TRAIN, None)
-    images = digits_to_mnist(bunch.images[part])
-    labels = np.asarray(bunch.target[part], np.int32)
+    images = digits_to_mnist(all_images[part])
+    labels = np.asarray(all_labels[part], np.int32)
     prefix = f"{note}; " if note else ""
     return ImageSet(images, labels, f"digits ({prefix}scikit-learn's 8x8 handwritten digits resized "
                                     f"to 28x28, split={split}, {len(images)} images)")
@@ -457,8 +477,23 @@ def _load_digits(split: str, note: str | None = None) -> ImageSet:
 # --- auto ------------------------------------------------------------------------------------
 
 
+def _default_tfds_root(data_dir: str | None) -> pathlib.Path:
+    """The tfds data directory MNIST would be read from: ``data_dir``, $TFDS_DATA_DIR, or tfds's own
+    default, ~/tensorflow_datasets (found without importing tensorflow-datasets)."""
+    return pathlib.Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+
+
 def _load_auto(split: str, data_dir: str | None) -> ImageSet:
-    """MNIST when tfds has it prepared (checked without downloading), otherwise digits; says which."""
+    """MNIST when tfds has it prepared (checked without downloading), otherwise digits; says which.
+
+    A data directory without an ``mnist`` folder is answered without importing tensorflow-datasets
+    (a second of start-up saved where MNIST was never prepared); otherwise tfds decides.
+    """
+    root = _default_tfds_root(data_dir)
+    if not (root / "mnist").is_dir():
+        return _load_digits(split, note=f"auto: MNIST is not prepared in the tfds data dir {root}; to use "
+                                         f"it, run {_prepare_command(data_dir)} once (it needs TensorFlow "
+                                         f"and network)")
     problem = _mnist_problem(data_dir, split)
     if problem is None:
         return _load_mnist(split, data_dir, note="auto: MNIST is prepared in tfds")
