@@ -1,13 +1,10 @@
 """Speed measured against the device's own limit: matmul peak, palindrome steps, sweeps, GAN step.
 
     python -m benchmarks.benchmark                 # about 10 minutes on a 2-core CPU
-    python -m benchmarks.benchmark --quick         # seconds: checks that it runs; its figures mean nothing
-    python -m benchmarks.benchmark --whole --torch-python PYTHON   # PYTHON: a Python with PyTorch
+    python -m benchmarks.benchmark --quick         # under a minute: checks that it runs (no figures)
 
---whole also times Part 1 with one seed (2 models x 4 lengths x 100 epochs) as a whole
-process of the CLI, start-up and compiles included; --torch-python runs the plain PyTorch
-eager reference (benchmarks/torch_reference.py) with that interpreter in the same run, so the
-ratios compare the two on the same machine at the same time. Writes benchmark.json (--out).
+The programs themselves, inside one process; ``benchmarks/processes.py`` times whole processes
+(start-up and compiles included) against PyTorch. Writes benchmark.json (--out).
 
 Every figure is the median of ``repeats`` timed calls after a warm-up call; compile times are
 of ``lower(...).compile()`` alone, before any call. FLOPs are counted from the models' own
@@ -20,14 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import os
 import platform
 import resource
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -37,7 +30,6 @@ from jax.sharding import Mesh
 
 from experiments import _cli
 from jaxgan.configs.gan import GANConfig
-from jaxgan.errors import UserError
 from jaxgan.gan import steps as gan
 from jaxgan.models.gan import DISC_FEATURES, GEN_FEATURES, IMAGE_SIZE
 from jaxgan.palindrome import steps, sweep
@@ -340,29 +332,8 @@ def table(result: dict) -> str:
         lines += ["", f"Progress reporting (a host sync and a tqdm update every {p['chunk_epochs']} epochs) "
                   f"costs {p['overhead']:+.1%} of training time ({p['model']} sweep, {p['epochs']} epochs: "
                   f"{p['with_progress_s']:.2f} s against {p['one_chunk_s']:.2f} s in one chunk)."]
-    lines += _comparison_lines(result)
     lines += ["", f"Peak host memory: {result['peak_host_memory_mib']:.0f} MiB."]
     return "\n".join(lines) + "\n"
-
-
-def _comparison_lines(result: dict) -> list[str]:
-    """Part 1 as a whole process and the GAN's steps/s, against the PyTorch reference when it ran."""
-    torch = result.get("torch", {})
-    lines = []
-    ours = result.get("part1_process_s")
-    if ours is not None:
-        line = ("Part 1, one seed, as one process (`python -m experiments.palindrome --seeds 1`): "
-                f"{ours:.1f} s")
-        if "part1_one_seed_s" in torch:
-            line += (f"; PyTorch eager: {torch['part1_one_seed_s']:.1f} s, so jaxgan takes "
-                     f"{ours / torch['part1_one_seed_s']:.2f} x its time")
-        lines += ["", line + "."]
-    if "gan_steps_per_s" in torch:
-        best = max(row["steps_per_s"] for row in result["gan_step"])
-        lines += ["", f"GAN at batch 64: PyTorch eager {torch['gan_steps_per_s']:.1f} steps/s (torch "
-                      f"{torch.get('torch', '?')}, {torch.get('threads', '?')} threads, no EMA); jaxgan "
-                      f"{best:.1f} steps/s (with its EMA), {best / torch['gan_steps_per_s']:.2f} x as fast."]
-    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -374,14 +345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=_cli.positive_int, default=None,
                         help="timed calls per figure, after one warm-up; the median is reported (default: 5)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
-    parser.add_argument("--whole", action="store_true",
-                        help="also time Part 1 with one seed as one CLI process (about 2 minutes here)")
-    parser.add_argument("--torch-python", default=None, metavar="PYTHON",
-                        help="a Python with PyTorch: also run benchmarks/torch_reference.py with it "
-                             "(Part 1 with --whole, the GAN always) and report jaxgan's speed-ups")
     args = parser.parse_args(argv)
-    if args.torch_python is not None and not os.access(args.torch_python, os.X_OK):
-        raise UserError(f"--torch-python {args.torch_python} is not an executable file")
     config = BenchmarkConfig.quick() if args.quick else BenchmarkConfig()
     if args.repeats is not None:
         config = dataclasses.replace(config, repeats=args.repeats)
@@ -389,42 +353,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(_cli.describe_devices())
     log = lambda line: print(f"  measuring {line}", flush=True)
     result = run(config, log=log)
-    if args.whole:
-        log("Part 1, one seed, as one process: python -m experiments.palindrome --seeds 1")
-        result["part1_process_s"] = _part1_process_seconds(quick=args.quick)
-    if args.torch_python is not None:
-        log(f"the PyTorch eager reference with {args.torch_python}")
-        result["torch"] = _torch_reference(args.torch_python, part1=args.whole, quick=args.quick)
     text = table(result)
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     files.write_json(args.out, result | {"table": text}, indent=1)
     print(f"wrote {args.out}")
-
-
-def _part1_process_seconds(quick: bool) -> float:
-    """Wall seconds of ``python -m experiments.palindrome --seeds 1`` in a fresh process (scratch dirs)."""
-    argv = ["--seeds", "1"] + (["--epochs", "2", "--lengths", "3", "5"] if quick else [])
-    with tempfile.TemporaryDirectory() as scratch:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "experiments.palindrome", *argv, "--workdir", scratch,
-                        "--checkpoint-dir", os.path.join(scratch, "checkpoints")],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return time.perf_counter() - start
-
-
-def _torch_reference(python: str, part1: bool, quick: bool) -> dict:
-    """The JSON lines of benchmarks/torch_reference.py run with ``python``, merged."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_reference.py")
-    argv = ([] if part1 else ["--gan-only"]) + (["--epochs", "2", "--gan-steps", "20"] if quick else [])
-    done = subprocess.run([python, script, *argv], capture_output=True, text=True)
-    if done.returncode:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"the PyTorch reference failed with {python}: {tail}")
-    merged: dict = {}
-    for line in done.stdout.splitlines():
-        merged.update(json.loads(line))
-    return merged
 
 
 if __name__ == "__main__":
