@@ -30,7 +30,7 @@ from jaxgan.errors import UserError
 from jaxgan.gan import generate
 from jaxgan.gan import steps as gan
 from jaxgan.gan.train import score_line, train_and_evaluate
-from jaxgan.models.gan import BatchNorm1d, Discriminator, Generator, decode
+from jaxgan.models.gan import BatchNorm1d, Discriminator, Generator, decode, recompute_batch_stats
 from jaxgan.runtime import checkpoint, files, loop
 from jaxgan.scores import make_reference
 
@@ -179,7 +179,6 @@ def test_ema_is_the_warmed_up_average_of_the_raw_weights_of_each_step(jitted_ste
     decay = GANConfig().ema_decay
     states = _steps(jitted_step, gan.init_state(GANConfig()), small_images, 4)
     expected = [np.asarray(x, np.float64) for x in jax.tree.leaves(states[0].gen.params)]
-    bn_update = jax.jit(functools.partial(Generator().apply, train=True, mutable=["batch_stats"]))
     for t in range(1, 5):
         state = states[t]
         # ema_t = d_t ema_{t-1} + (1 - d_t) params_t, d_t = min(decay, t / (t + 9)): 0.1, 0.18, 0.25, 0.31.
@@ -187,18 +186,35 @@ def test_ema_is_the_warmed_up_average_of_the_raw_weights_of_each_step(jitted_ste
         expected = [w * e + (1 - w) * p for e, p in zip(expected, _leaves(state.gen.params), strict=True)]
         for got, want in zip(_leaves(state.ema_params), expected, strict=True):
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-7)
-        # Its BatchNorm statistics: the running update of a train-mode pass of the new EMA weights on
-        # the step's noise, starting from the previous EMA statistics.
-        noise = jax.random.normal(jax.random.PRNGKey(t), (BATCH, 100))
-        before = {"params": state.ema_params, "batch_stats": states[t - 1].ema_batch_stats}
-        _, updates = bn_update(before, noise)
-        for got, want in zip(_leaves(state.ema_batch_stats), _leaves(updates["batch_stats"]), strict=True):
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        # A step leaves the EMA's BatchNorm statistics alone: the epoch's end measures them.
+        jax.tree.map(np.testing.assert_array_equal, state.ema_batch_stats, states[0].ema_batch_stats)
+        metrics = jitted_step(states[t - 1], jnp.asarray(small_images[:BATCH], jnp.float32) / 127.5 - 1.0,
+                              jax.random.PRNGKey(t))[1]
+        want_norm = np.sqrt(sum(np.sum(np.square(x, dtype=np.float64)) for x in _leaves(state.ema_params)))
+        np.testing.assert_allclose(metrics["ema_norm"], want_norm, rtol=1e-5)
     # Late in a long run the decay is the configured one (the warm-up ends near step 9,000 at 0.999).
     assert float(gan.ema_decay_at(20_000, decay)) == np.float32(decay)
     last = states[4]
     assert not np.array_equal(last.ema_params["dense1"]["kernel"], last.gen.params["dense1"]["kernel"])
     assert gan.scored_weights(last) == ("raw", "ema")
+
+
+def test_measured_batch_statistics_are_the_mean_of_each_batchs_own(jitted_step, small_images):
+    # The reference is the module's own running update from (0, 1) with momentum 0.1: after one
+    # train-mode pass, mean = 0.1 m and var = 0.9 + 0.1 v for that batch's mean m and unbiased variance v.
+    params = _steps(jitted_step, gan.init_state(GANConfig()), small_images, 2)[-1].gen.params
+    noise = jax.random.normal(jax.random.PRNGKey(7), (3, 16, 100))
+    fresh = {name: {"mean": jnp.zeros_like(layer["scale"]), "var": jnp.ones_like(layer["scale"])}
+             for name, layer in params.items() if name.startswith("bn")}
+    update = jax.jit(functools.partial(Generator().apply, train=True, mutable=["batch_stats"]))
+    per_batch = [update({"params": params, "batch_stats": fresh}, batch)[1]["batch_stats"] for batch in noise]
+    measured = recompute_batch_stats(params, noise)
+    assert sorted(measured) == ["bn2", "bn3", "bn4"]
+    for name in measured:
+        means = [np.asarray(stats[name]["mean"], np.float64) / 0.1 for stats in per_batch]
+        variances = [(np.asarray(stats[name]["var"], np.float64) - 0.9) / 0.1 for stats in per_batch]
+        np.testing.assert_allclose(measured[name]["mean"], np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(measured[name]["var"], np.mean(variances, axis=0), rtol=1e-4, atol=1e-5)
 
 
 def test_ema_decay_zero_keeps_the_ema_equal_to_the_raw_generator(small_images):
@@ -233,9 +249,15 @@ def test_resumed_run_ends_bit_for_bit_in_the_uninterrupted_state(straight_run, s
     for a, b in zip(_leaves(straight["state"]), _leaves(second["state"]), strict=True):
         np.testing.assert_array_equal(a, b)
     assert jax.tree.structure(straight["state"]) == jax.tree.structure(second["state"])
-    # The EMA is part of that state, and is not just a copy of the raw generator.
-    ema, raw = straight["state"].ema_params, straight["state"].gen.params
+    # The EMA is part of that state, and is not just a copy of the raw generator; its BatchNorm
+    # statistics are the ones measured for its final weights on the run's noise of that step.
+    state = straight["state"]
+    ema, raw = state.ema_params, state.gen.params
     assert not np.array_equal(ema["dense5"]["kernel"], raw["dense5"]["kernel"])
+    stats_noise = jax.random.normal(gan._key_for(state.key, gan._EMA_STATS_STREAM, 40),
+                                    (gan.EMA_STATS_BATCHES, BATCH, 100))
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6), state.ema_batch_stats,
+                 recompute_batch_stats(ema, stats_noise))
     # The logs and the pictures agree too: 40 step records, grids every 5 steps.
     logs = [(tmp / name / "run" / "metrics.jsonl").read_text() for name in ("straight", "resumed")]
     assert logs[0] == logs[1]

@@ -6,10 +6,12 @@ multiple of ``sample_every``, draws the 5x5 grid of the fixed noise. ``score_gen
 the raw and EMA generators in one program. The host loop around them is ``jaxgan.gan.train``.
 
 EMA: every step also updates an exponential moving average of the generator's weights
-(``GANState.ema_params``, bias-corrected as Adam's moments are, so it is the decay-weighted mean of
-the weights after every update so far) and that averaged generator's own BatchNorm running
-statistics (``ema_batch_stats``), from a train-mode forward pass of the EMA weights on the step's
-noise. The EMA never feeds back into training: the raw weights follow the same path with or without it.
+(``GANState.ema_params``, with a warm-up, see ``ema_decay_at``). Those averaged weights were never
+trained as they stand, so their BatchNorm statistics (``ema_batch_stats``) are measured rather than
+tracked: at the end of every epoch, the batch statistics of ``EMA_STATS_BATCHES`` train-mode passes
+of the EMA weights are averaged (``measure_ema_stats``, stochastic weight averaging's ``bn_update``),
+so a checkpoint, a score or a sample always sees statistics of the weights it holds. The EMA never
+feeds back into training: the raw weights follow the same path with or without it.
 
 Randomness: one run key (``GANState.key``, raw uint32 [2]) never changes during the run;
 every draw folds a stream id and an index into it (shuffle: epoch; noise: step; grid and
@@ -31,17 +33,21 @@ from flax.training import train_state
 from jax.sharding import Mesh
 
 from jaxgan.configs.gan import GANConfig
-from jaxgan.models.gan import IMAGE_SIZE, Discriminator, Generator, latent_dim_of
+from jaxgan.models.gan import IMAGE_SIZE, Discriminator, Generator, latent_dim_of, recompute_batch_stats
 from jaxgan.runtime import parallel
 from jaxgan.scores import classifier_scores_of_sets
 
-# ema_norm is the norm of the EMA generator's variables (weights and BatchNorm statistics): the EMA
-# never feeds back into training, so the losses cannot show when it stops being finite; this does.
+# ema_norm is the norm of the EMA generator's weights: the EMA never feeds back into training, so
+# the losses cannot show when it stops being finite; this does.
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fake_called_real",
            "d_grad_norm", "g_grad_norm", "d_param_norm", "g_param_norm", "ema_norm")
 GRID_SIZE = 25  # a 5x5 grid of samples
 WEIGHTS = ("ema", "raw")  # the two generators a state holds
-_SHUFFLE_STREAM, _NOISE_STREAM, _GRID_STREAM, _SCORE_STREAM = 1, 2, 3, 4
+_SHUFFLE_STREAM, _NOISE_STREAM, _GRID_STREAM, _SCORE_STREAM, _EMA_STATS_STREAM = 1, 2, 3, 4, 5
+# Batches (of the training batch size) the EMA's BatchNorm statistics are measured on at each epoch's
+# end. On 2,500-step runs (python -m benchmarks.ema_batch_stats, docs/performance.md) 8, 16 and 32
+# batches of 64 score within 2 FID of each other and of statistics tracked with a forward pass every step.
+EMA_STATS_BATCHES = 16
 
 
 class GenState(train_state.TrainState):
@@ -146,21 +152,32 @@ def ema_decay_at(step: jax.Array, decay: float) -> jax.Array:
     return jnp.minimum(decay, t / (t + EMA_WARMUP))
 
 
-def update_ema(state: GANState, noise: jax.Array) -> GANState:
-    """Moves the EMA towards the generator after update ``state.step``; noise [B, latent] is that step's.
+def update_ema(state: GANState) -> GANState:
+    """Moves the EMA of the generator's weights towards them after update ``state.step``.
 
     ``ema = d ema + (1 - d) params`` with the warmed-up decay ``ema_decay_at`` (optax's
-    ``tree.update_moment``). The EMA's BatchNorm statistics are its own: a train-mode forward pass
-    of the new EMA weights on the step's noise updates them with PyTorch's momentum, as the raw
-    generator's are updated.
+    ``tree.update_moment``). The EMA's BatchNorm statistics are left as they are (``measure_ema_stats``
+    measures them at the end of the epoch), except with ``ema_decay`` 0, where the EMA is the raw
+    generator, statistics included, and costs nothing.
     """
-    if state.ema_decay == 0.0:  # disabled: the EMA is the raw generator, and costs nothing
+    if state.ema_decay == 0.0:
         return state.replace(ema_params=state.gen.params, ema_batch_stats=state.gen.batch_stats)
     decay = ema_decay_at(state.step, state.ema_decay)
     ema_params = optax.tree.update_moment(state.gen.params, state.ema_params, decay, order=1)
-    _, updates = state.gen.apply_fn({"params": ema_params, "batch_stats": state.ema_batch_stats}, noise,
-                                    train=True, mutable=["batch_stats"])
-    return state.replace(ema_params=ema_params, ema_batch_stats=updates["batch_stats"])
+    return state.replace(ema_params=ema_params)
+
+
+def measure_ema_stats(state: GANState, batch_size: int) -> GANState:
+    """The state with the EMA's BatchNorm statistics measured for its current weights.
+
+    ``recompute_batch_stats`` on noise [EMA_STATS_BATCHES, batch_size, latent] drawn from (run key,
+    step), so a resumed run measures what an unbroken one does. Unchanged with ``ema_decay`` 0.
+    """
+    if state.ema_decay == 0.0:
+        return state
+    key = _key_for(state.key, _EMA_STATS_STREAM, state.step)
+    noise = jax.random.normal(key, (EMA_STATS_BATCHES, batch_size, latent_dim_of(state.ema_params)))
+    return state.replace(ema_batch_stats=recompute_batch_stats(state.ema_params, noise))
 
 
 def generator_variables(state: GANState, weights: str = "raw") -> dict:
@@ -249,16 +266,14 @@ def gan_step(state: GANState, real_batch: jax.Array, noise_key: jax.Array, d_los
 
     The study's template order: the generator step first, then the discriminator step on
     the same real batch and on the fakes of that one generator forward pass (detached),
-    so each step draws one noise batch and runs the generator forward once (twice with the
-    EMA, whose statistics come from its own forward pass on the same noise).
+    so each step draws one noise batch and runs the generator forward once.
     """
     real = real_batch.reshape(real_batch.shape[0], -1)
     noise = jax.random.normal(noise_key, (real.shape[0], latent_dim_of(state.gen.params)))
     gen, fake, gen_metrics = gen_step(state.gen, state.disc, noise)
     disc, disc_metrics = disc_step(state.disc, real, jax.lax.stop_gradient(fake), d_loss)
-    state = update_ema(state.replace(gen=gen, disc=disc, step=state.step + 1), noise)
-    ema_norm = optax.tree.norm({"params": state.ema_params, "batch_stats": state.ema_batch_stats})
-    return state, {**gen_metrics, **disc_metrics, "ema_norm": ema_norm}
+    state = update_ema(state.replace(gen=gen, disc=disc, step=state.step + 1))
+    return state, {**gen_metrics, **disc_metrics, "ema_norm": optax.tree.norm(state.ema_params)}
 
 
 def score_noise(state: GANState, num_samples: int) -> jax.Array:
@@ -300,6 +315,7 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
 
     Batches come from a permutation drawn from (run key, epoch); the last N % batch_size
     images of each permutation are dropped (a full batch every step, PyTorch's drop_last).
+    At the end the EMA's BatchNorm statistics are measured (``measure_ema_stats``).
     Returns the new state, metrics {name: [steps]}, grids [slots, 25, 784] and their steps
     [slots] (-1 for an unused slot): a grid is drawn *before* the update of every step
     whose count of updates done is a multiple of ``sample_every``, so it shows the
@@ -337,7 +353,7 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
 
     init = (state, (grids, grid_steps, jnp.zeros((), jnp.int32)))
     (state, (grids, grid_steps, _)), metrics = jax.lax.scan(body, init, order.reshape(steps, batch_size))
-    return state, metrics, grids, grid_steps
+    return measure_ema_stats(state, batch_size), metrics, grids, grid_steps
 
 
 def epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None = None, d_loss: str = "mean",
