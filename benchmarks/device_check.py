@@ -1,6 +1,7 @@
 """The check to run on an accelerator: the tests that matter there, the benchmark, the whole study.
 
     python -m benchmarks.device_check                     # on a GPU or TPU: about an hour
+    python -m benchmarks.device_check --study quick       # the study as reproduce --quick: minutes
     python -m benchmarks.device_check --tiny              # anywhere, in a few minutes: the same steps, tiny
 
 On whatever devices JAX sees, in this order, each step a process of its own with a time limit:
@@ -11,12 +12,14 @@ On whatever devices JAX sees, in this order, each step a process of its own with
    float32 precision (``JAX_DEFAULT_MATMUL_PRECISION=highest``): recent NVIDIA GPUs would otherwise
    use TF32, and two programs that should agree to float32 rounding would not.
 2. ``benchmark``: ``python -m benchmarks.benchmark`` (``--quick`` with ``--tiny``).
-3. ``study``: ``python -m experiments.reproduce`` at the study's size (``--tiny`` sizes with
-   ``--tiny``), with the wall time of each stage.
+3. ``study``: ``python -m experiments.reproduce`` at the study's size (``--study quick``: its
+   ``--quick`` size; ``--tiny`` sizes with ``--tiny``), with the wall time of each stage.
 
-Writes ``device_check.json`` (the machine, and per step its command, exit status, seconds and
-results) and ``device_check.log`` (everything the steps printed) to ``--out``. Exits 1 when a step
-failed, after running the others.
+The tests' subprocesses use the accelerator too (``JAXGAN_TEST_PLATFORMS=""``; the suite's
+default keeps them on the CPU). Writes ``device_check.json`` (the machine, and per step its
+command, exit status, seconds and results; rewritten after every step, so a check cut short keeps
+what it finished) and ``device_check.log`` (everything the steps printed) to ``--out``. Exits 1
+when a step failed, after running the others.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ TESTS = [
 ]
 TINY_TESTS = ["tests/test_palindrome_train.py::test_sweep_equals_separate_runs[rnn-map]"]
 PARALLEL_TESTS = ["tests/test_parallel.py"]  # data parallel and the sharded sweep against one device
+STEPS = ("tests", "benchmark", "study")
 
 
 def machine() -> dict:
@@ -50,18 +54,19 @@ def machine() -> dict:
             "host": platform.platform(), "cpu_count": os.cpu_count()}
 
 
-def steps(tiny: bool, out: str, dataset: str, device_count: int) -> dict[str, list[str]]:
+def steps(tiny: bool, out: str, dataset: str, device_count: int, study_size: str = "full",
+          split: str = "train") -> dict[str, list[str]]:
     """Each step's command."""
     python = sys.executable
     tests = list(TINY_TESTS if tiny else TESTS)
     if device_count > 1 and not tiny:
         tests += PARALLEL_TESTS
-    study = ["--tiny"] if tiny else []
+    study = ["--tiny"] if tiny else (["--quick"] if study_size == "quick" else [])
     return {
         "tests": [python, "-m", "pytest", "-o", "addopts=", "-q", "-rs", *tests],  # in one process
         "benchmark": [python, "-m", "benchmarks.benchmark", "--out", os.path.join(out, "benchmark.json"),
                       *(["--quick"] if tiny else [])],
-        "study": [python, "-m", "experiments.reproduce", "--dataset", dataset, "--workdir",
+        "study": [python, "-m", "experiments.reproduce", "--dataset", dataset, "--split", split, "--workdir",
                   os.path.join(out, "study"), *study],
     }
 
@@ -76,19 +81,31 @@ def main(argv: list[str] | None = None) -> int:
                         "check itself (a CPU runs it in minutes)")
     parser.add_argument("--dataset", default="auto", help="the study's images, as experiments.reproduce "
                         "--dataset (default: %(default)s)")
+    parser.add_argument("--split", choices=("train", "test"), default="train", help="the study's split "
+                        "of --dataset, as experiments.reproduce --split (default: %(default)s)")
+    parser.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS), metavar="STEP",
+                        help=f"run only these steps, of {', '.join(STEPS)} (default: all)")
+    parser.add_argument("--study", choices=("full", "quick"), default="full", help="the study's size: "
+                        "full (the study's settings, hours on a CPU) or quick (reproduce --quick) "
+                        "(default: %(default)s)")
     parser.add_argument("--timeout", type=int, default=None, help="seconds each step may take (default: "
                         "600 with --tiny, else 3 hours)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    env = {**os.environ, "JAX_DEFAULT_MATMUL_PRECISION": "highest", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "JAX_DEFAULT_MATMUL_PRECISION": "highest", "PYTHONUNBUFFERED": "1",
+           "JAXGAN_TEST_PLATFORMS": ""}
     timeout = args.timeout or (600 if args.tiny else 3 * 3600)
     info = machine()
-    report = {"machine": info, "tiny": args.tiny, "steps": {}}
+    report = {"machine": info, "tiny": args.tiny, "study": args.study, "steps": {}}
+    report_path = os.path.join(args.out, "device_check.json")
     log_path = os.path.join(args.out, "device_check.log")
     failed = False
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(f"{json.dumps(info)}\n")
-        for name, command in steps(args.tiny, args.out, args.dataset, info["device_count"]).items():
+        for name, command in steps(args.tiny, args.out, args.dataset, info["device_count"],
+                                   args.study, args.split).items():
+            if name not in args.only:
+                continue
             log.write(f"\n=== {name}: {' '.join(command)}\n")
             log.flush()
             began = time.perf_counter()
@@ -101,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             report["steps"][name] = {"command": command, "exit": code, "seconds": seconds,
                                      **_results(name, args.out)}
             failed |= code != 0
+            files.write_json(report_path, report)
             print(f"{name}: exit {code} in {seconds} s", flush=True)
-    files.write_json(os.path.join(args.out, "device_check.json"), report)
-    print(f"wrote {os.path.join(args.out, 'device_check.json')} and {log_path}")
+    print(f"wrote {report_path} and {log_path}")
     return 1 if failed else 0
 
 

@@ -1,6 +1,6 @@
 """Part 1: LSTM vs vanilla RNN on palindromes, every length and seed of a model in one jitted program.
 
-    python -m experiments.palindrome                       # the study's settings (about 25 min on 2 CPU cores)
+    python -m experiments.palindrome                      # the study's settings (about 25 min on 2 CPU cores)
     python -m experiments.palindrome --lengths 5 15 --seeds 1 --epochs 60
     python -m experiments.palindrome --lengths 5:60:5      # where does each model stop learning?
 

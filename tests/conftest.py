@@ -41,14 +41,17 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def subprocess_env() -> dict[str, str]:
-    """The environment for CLI subprocesses: CPU, and the test run's persistent compilation cache.
+    """The environment for CLI subprocesses: CPU (unless $JAXGAN_TEST_PLATFORMS says otherwise), and
+    the test run's persistent compilation cache.
 
     Every program is compiled by the first process that needs it and loaded from the cache by
     the others, so a run that is killed and restarted does not pay for compiling again (the
     cache settings are in ``os.environ``, set above: 0 for both of JAX's thresholds caches every
     program, however small).
     """
-    return {**os.environ, "JAX_PLATFORMS": "cpu",
+    # JAXGAN_TEST_PLATFORMS="" (the accelerator check sets it) lets them use what JAX sees.
+    platforms = os.environ.get("JAXGAN_TEST_PLATFORMS", "cpu")
+    return {**os.environ, **({"JAX_PLATFORMS": platforms} if platforms else {}),
             "PYTHONUNBUFFERED": "1"}  # a killed process's last lines reach its log
 
 
