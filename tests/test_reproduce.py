@@ -170,3 +170,17 @@ def test_a_bad_dataset_is_one_sentence_before_anything_runs(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.startswith("error:") and "\n" not in err, err
     assert not (tmp_path / "REPORT.md").exists()
+
+
+def test_the_device_check_reads_the_studys_report(workdir, tmp_path):
+    """What benchmarks.device_check keeps of its study step (a reproduce run in OUT/study): the wall
+    time of each stage and the scores, read from this module's run."""
+    from benchmarks import device_check
+
+    (tmp_path / "study").symlink_to(workdir, target_is_directory=True)
+    kept = device_check._results("study", str(tmp_path))
+    assert kept["wall_time"].startswith("## Wall time")
+    for stage in STAGES:
+        assert f"| {stage} |" in kept["wall_time"]
+    assert kept["scores"] == json.loads((workdir / "scores.json").read_text())
+    assert device_check._results("study", str(tmp_path / "nothing")) == {}

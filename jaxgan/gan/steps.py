@@ -167,16 +167,21 @@ def update_ema(state: GANState) -> GANState:
     return state.replace(ema_params=ema_params)
 
 
-def measure_ema_stats(state: GANState, batch_size: int) -> GANState:
+def measure_ema_stats(state: GANState, batch_size: int,
+                      batch_sharding: jax.sharding.NamedSharding | None = None) -> GANState:
     """The state with the EMA's BatchNorm statistics measured for its current weights.
 
     ``recompute_batch_stats`` on noise [EMA_STATS_BATCHES, batch_size, latent] drawn from (run key,
     step), so a resumed run measures what an unbroken one does. Unchanged with ``ema_decay`` 0.
+    With ``batch_sharding`` (data parallel) each batch is split over the devices as in training.
     """
     if state.ema_decay == 0.0:
         return state
     key = _key_for(state.key, _EMA_STATS_STREAM, state.step)
     noise = jax.random.normal(key, (EMA_STATS_BATCHES, batch_size, latent_dim_of(state.ema_params)))
+    if batch_sharding is not None:  # [K, B, latent]: split B, the batch axis, as the training batches
+        noise = jax.lax.with_sharding_constraint(noise, jax.sharding.NamedSharding(
+            batch_sharding.mesh, jax.sharding.PartitionSpec(None, *batch_sharding.spec)))
     return state.replace(ema_batch_stats=recompute_batch_stats(state.ema_params, noise))
 
 
@@ -309,7 +314,7 @@ def grid_slots(steps_per_epoch: int, sample_every: int) -> int:
 
 def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_size: int,
                 sample_every: int, d_loss: str = "mean", grid_mode: str = "train",
-                batch_sharding: jax.sharding.Sharding | None = None
+                batch_sharding: jax.sharding.NamedSharding | None = None
                 ) -> tuple[GANState, dict, jax.Array, jax.Array]:
     """One epoch in ``lax.scan``: images uint8 [N, 28, 28] on the device, noise [25, latent].
 
@@ -353,7 +358,7 @@ def train_epoch(state: GANState, images: jax.Array, noise: jax.Array, *, batch_s
 
     init = (state, (grids, grid_steps, jnp.zeros((), jnp.int32)))
     (state, (grids, grid_steps, _)), metrics = jax.lax.scan(body, init, order.reshape(steps, batch_size))
-    return measure_ema_stats(state, batch_size), metrics, grids, grid_steps
+    return measure_ema_stats(state, batch_size, batch_sharding), metrics, grids, grid_steps
 
 
 def epoch_function(batch_size: int, sample_every: int, mesh: Mesh | None = None, d_loss: str = "mean",
