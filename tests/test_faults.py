@@ -459,7 +459,7 @@ def test_palindrome_killed_and_restarted_ends_exactly_like_an_uninterrupted_run(
                ("SIGTERM after a new checkpoint", signal.SIGTERM, new_checkpoint),
                ("a new checkpoint just finished", signal.SIGKILL, new_checkpoint),
                *[(f"random: {d:.3f} s after a new checkpoint", signal.SIGKILL, after_delay(d))
-                 for d in rng.uniform(0.0, 0.15, size=2)]]
+                 for d in rng.uniform(0.0, 0.15, size=1)]]
     happened, points = _interrupt_chain(chain, moments, _palindrome_abstract, CHECKPOINT_KIND,
                                         damage_before=4)
     final = chain.start()
@@ -486,7 +486,7 @@ def test_palindrome_killed_and_restarted_ends_exactly_like_an_uninterrupted_run(
           f"equal to the uninterrupted run: {equal} of {checked}; final state, optimiser state and "
           f"metrics equal: {final_equal}; CPU seconds of the uninterrupted run {_cpu(reference)}, the "
           f"last start {_cpu(final)}")
-    assert sum(1 for h in happened if h["reached"] and h["signal"] == "SIGKILL") >= 5, happened
+    assert sum(1 for h in happened if h["reached"] and h["signal"] == "SIGKILL") >= 4, happened
     assert checked >= 3 and equal == checked
     assert final_equal
     assert "Traceback" not in log
