@@ -345,10 +345,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=_cli.positive_int, default=None,
                         help="timed calls per figure, after one warm-up; the median is reported (default: 5)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that it runs")
+    parser.add_argument("--strategies", nargs="+", choices=("vmap", "map"), default=None,
+                        help="the sweep strategies measured (default: both; on a GPU every size of each "
+                             "compiles a program of its own, so vmap, the GPU default, alone is quicker)")
     args = parser.parse_args(argv)
     config = BenchmarkConfig.quick() if args.quick else BenchmarkConfig()
     if args.repeats is not None:
         config = dataclasses.replace(config, repeats=args.repeats)
+    if args.strategies is not None:
+        config = dataclasses.replace(config, strategies=tuple(args.strategies))
     _cli.writable_dir(os.path.dirname(os.path.abspath(args.out)))
     print(_cli.describe_devices())
     log = lambda line: print(f"  measuring {line}", flush=True)
