@@ -1,6 +1,6 @@
 """Trains the study's MLP GAN; a checkpoint directory that already holds checkpoints resumes.
 
-    python -m experiments.train_gan --dataset digits --epochs 100     # offline, about 2 minutes on a CPU
+    python -m experiments.train_gan --dataset digits --epochs 100     # offline, about a minute on a CPU
     python -m experiments.train_gan                                   # the study: 200 epochs, --dataset auto
 
 Writes config.json, metrics.jsonl (one line per step), samples/step_XXXXXXX.png (a 5x5 grid
