@@ -45,7 +45,7 @@ GRID_SIZE = 25  # a 5x5 grid of samples
 WEIGHTS = ("ema", "raw")  # the two generators a state holds
 _SHUFFLE_STREAM, _NOISE_STREAM, _GRID_STREAM, _SCORE_STREAM, _EMA_STATS_STREAM = 1, 2, 3, 4, 5
 # Batches (of the training batch size) the EMA's BatchNorm statistics are measured on at each epoch's
-# end. On 2,500-step runs (python -m benchmarks.ema_batch_stats, docs/performance.md) 8, 16 and 32
+# end. On 2,500-step runs (python -m benchmarks.ema_batch_stats, docs/gan_vs_pytorch.md) 8, 16 and 32
 # batches of 64 score within 2 FID of each other and of statistics tracked with a forward pass every step.
 EMA_STATS_BATCHES = 16
 
