@@ -57,14 +57,21 @@ def classifier_dir(tmp_path_factory):
     return directory
 
 
+def _restored(gan_dir):
+    """(state, record) of gan_dir's newest checkpoint."""
+    reader = checkpoint.open_manager(gan_dir, create=False)
+    abstract = jax.eval_shape(functools.partial(init_state, TINY_GAN))
+    try:
+        return checkpoint.restore(reader, abstract, kind=KIND)
+    finally:
+        reader.close()
+
+
 @pytest.fixture(scope="module")
 def pre_ema_dir(gan_dir, tmp_path_factory):
     """gan_dir's checkpoint as the code before the EMA wrote it: no EMA fields, no ema_decay recorded."""
     directory = tmp_path_factory.mktemp("pre_ema")
-    reader = checkpoint.open_manager(gan_dir, create=False)
-    abstract = jax.eval_shape(functools.partial(init_state, TINY_GAN))
-    state, record = checkpoint.restore(reader, abstract, kind=KIND)
-    reader.close()
+    state, record = _restored(gan_dir)
     manager = checkpoint.open_manager(directory)
     checkpoint.save(manager, 5, {"gen": state.gen, "disc": state.disc, "step": state.step, "key": state.key},
                     {k: v for k, v in record.items() if k != "ema_decay"})
@@ -177,10 +184,7 @@ def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(gan_dir, classifier
 def nan_ema_dir(gan_dir, tmp_path_factory):
     """gan_dir's checkpoint with NaN EMA weights (what an EMA decay of 1.0 in float32 trained)."""
     directory = tmp_path_factory.mktemp("nan_ema")
-    reader = checkpoint.open_manager(gan_dir, create=False)
-    abstract = jax.eval_shape(functools.partial(init_state, TINY_GAN))
-    state, record = checkpoint.restore(reader, abstract, kind=KIND)
-    reader.close()
+    state, record = _restored(gan_dir)
     state = state.replace(ema_params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.ema_params))
     manager = checkpoint.open_manager(directory)
     checkpoint.save(manager, 5, state, record)
