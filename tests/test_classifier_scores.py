@@ -90,12 +90,13 @@ def mnist(mnist_dir):
 
 
 @pytest.fixture(scope="module")
-def trained(mnist, tmp_path_factory):
+def trained(mnist, tmp_path_factory, xla_optimized):
     """One short training run, shared by the tests below: (variables, summary, checkpoint dir)."""
     checkpoint_dir = tmp_path_factory.mktemp("classifier")
     workdir = tmp_path_factory.mktemp("run")
-    variables, summary = train_classifier(mnist.images, mnist.labels, FAST, checkpoint_dir=checkpoint_dir,
-                                          source=mnist.source, workdir=workdir)
+    with xla_optimized():
+        variables, summary = train_classifier(mnist.images, mnist.labels, FAST, checkpoint_dir=checkpoint_dir,
+                                              source=mnist.source, workdir=workdir)
     return variables, summary, checkpoint_dir, workdir
 
 
@@ -373,14 +374,15 @@ def test_cli_reports_a_missing_folder_in_one_sentence(tmp_path, capsys):
     assert err.startswith("error:") and "\n" not in err
 
 
-def test_an_interrupted_run_resumes_exactly(mnist, trained, tmp_path):
+def test_an_interrupted_run_resumes_exactly(mnist, trained, tmp_path, xla_optimized):
     """A run whose newest checkpoint is epoch 1 resumes and ends with the unbroken run's parameters."""
     unbroken, _, checkpoint_dir, _ = trained
     # What a run stopped after epoch 1 leaves behind: the unbroken run's directory without step 2.
     shutil.copytree(checkpoint_dir, tmp_path / "ckpt")
     shutil.rmtree(tmp_path / "ckpt" / "2")
-    resumed, summary = train_classifier(mnist.images, mnist.labels, FAST, checkpoint_dir=tmp_path / "ckpt",
-                                        source=mnist.source)
+    with xla_optimized():  # compiled as the unbroken run was
+        resumed, summary = train_classifier(mnist.images, mnist.labels, FAST,
+                                            checkpoint_dir=tmp_path / "ckpt", source=mnist.source)
     assert summary["start_epoch"] == 1 and summary["epoch"] == 2
     jax.tree.map(np.testing.assert_array_equal, unbroken, resumed)
     with pytest.raises(UserError, match="seed"):
