@@ -97,6 +97,26 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning_and_kept(three_st
     assert found[2] == 3 and not messages
 
 
+def test_only_a_failed_restore_pays_for_a_garbage_collection(three_steps, monkeypatch):
+    """A full ``gc.collect`` (what finalises the reads a failed Orbax restore abandons) takes a good
+    part of a second in a large process, so a restore that succeeds, and a run loop whose restores
+    all succeed, must not run one; a failed restore runs one, inside the noise filters."""
+    collections = []
+    monkeypatch.setattr(checkpoint.gc, "collect", lambda *a: collections.append(sys.unraisablehook))
+    hook = sys.unraisablehook
+    found, messages = _restore(three_steps)
+    assert found[2] == 3 and not messages and collections == []
+    with loop.open_run(three_steps, label="toy", record={"kind": "toy", "size": 300}, kind="toy",
+                       abstract=ABSTRACT, keep=5) as run:
+        assert run.start == 3
+    assert collections == []
+    _truncate_data(three_steps / "3")
+    found, messages = _restore(three_steps)
+    assert found[2] == 2 and any("step 3" in m for m in messages)
+    assert len(collections) == 1 and collections[0] is not hook  # collected with the filter in place
+    assert sys.unraisablehook is hook
+
+
 def test_a_lost_tree_description_is_not_damage_when_the_data_is_whole(three_steps):
     # state/_METADATA describes the saved tree; the restore target (shapes, dtypes and where
     # each leaf goes) already says all of that, so the intact data restores exactly.

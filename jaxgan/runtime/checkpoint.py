@@ -234,7 +234,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
     # the devices that wrote it (a checkpoint of a 2-device run restores on one, and back).
     target = jax.tree.map(_placed_struct, abstract_state)
     try:
-        with quiet_failed_restores():
+        with quiet_failed_restores(), _counting_failures():
             restored = manager.restore(step, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(target)))
     except Exception as err:  # Orbax and TensorStore raise many types, bare Exception too
@@ -247,6 +247,20 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
     return restored["state"], config
 
 
+_failed_restores = 0  # Orbax restores that raised in this process; quiet_failed_restores collects after one
+
+
+@contextlib.contextmanager
+def _counting_failures() -> Iterator[None]:
+    """Counts a restore that raises in ``_failed_restores``."""
+    global _failed_restores
+    try:
+        yield
+    except BaseException:
+        _failed_restores += 1
+        raise
+
+
 @contextlib.contextmanager
 def quiet_failed_restores() -> Iterator[None]:
     """Drops the noise a failed Orbax restore leaves behind, while the block runs; restores the hooks after.
@@ -256,9 +270,11 @@ def quiet_failed_restores() -> Iterator[None]:
     ``sys.unraisablehook``, and the failed reads nobody awaited any more are logged by the
     ``asyncio`` logger ("Task exception was never retrieved"): a traceback per array after
     our one-line warning. Other unraisable exceptions and asyncio messages still get through.
-    The block covers the restore and Python's collection of what it left (``gc.collect``).
+    The block covers the restore and Python's collection of what it left (``gc.collect``, run only
+    when a restore failed inside the block: a full collection in a large process takes a good part
+    of a second, and a restore that succeeded leaves nothing behind).
     """
-    previous = sys.unraisablehook
+    previous, failures = sys.unraisablehook, _failed_restores
 
     def hook(unraisable):
         """Passes everything on except a RuntimeError about a closed event loop."""
@@ -273,7 +289,8 @@ def quiet_failed_restores() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.collect()  # the abandoned reads are finalised here, while the filters still hold
+        if _failed_restores != failures:
+            gc.collect()  # the abandoned reads are finalised here, while the filters still hold
         logger.removeFilter(_drop_unretrieved)
         sys.unraisablehook = previous
 
