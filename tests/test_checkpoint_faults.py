@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import signal
@@ -115,6 +116,20 @@ def test_only_a_failed_restore_pays_for_a_garbage_collection(three_steps, monkey
     assert found[2] == 2 and any("step 3" in m for m in messages)
     assert len(collections) == 1 and collections[0] is not hook  # collected with the filter in place
     assert sys.unraisablehook is hook
+
+
+def test_a_restores_quiet_block_inside_a_runs_keeps_the_runs_filter():
+    """A run's block stays quiet after a restore's block inside it ends: reads a failed restore
+    abandoned can be finalised later in the run, and their asyncio log records are dropped then too."""
+    logger = logging.getLogger("asyncio")
+    record = logging.LogRecord("asyncio", logging.ERROR, __file__, 1,
+                               "Task exception was never retrieved\nfuture: <Task finished>", None, None)
+    other = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "something else", None, None)
+    with checkpoint.quiet_failed_restores():
+        with checkpoint.quiet_failed_restores():
+            assert not logger.filter(record)
+        assert not logger.filter(record) and logger.filter(other)
+    assert logger.filter(record)
 
 
 def test_a_lost_tree_description_is_not_damage_when_the_data_is_whole(three_steps):

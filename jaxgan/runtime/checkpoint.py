@@ -272,7 +272,9 @@ def quiet_failed_restores() -> Iterator[None]:
     our one-line warning. Other unraisable exceptions and asyncio messages still get through.
     The block covers the restore and Python's collection of what it left (``gc.collect``, run only
     when a restore failed inside the block: a full collection in a large process takes a good part
-    of a second, and a restore that succeeded leaves nothing behind).
+    of a second, and a restore that succeeded leaves nothing behind). Blocks nest: each adds and
+    removes its own filter, so an inner block (one restore) leaves the outer one's (a whole run's)
+    in place for reads that are only finalised later.
     """
     previous, failures = sys.unraisablehook, _failed_restores
 
@@ -283,15 +285,19 @@ def quiet_failed_restores() -> Iterator[None]:
             return
         previous(unraisable)
 
+    def drop(record: logging.LogRecord) -> bool:
+        """This block's own filter (``_drop_unretrieved``)."""
+        return _drop_unretrieved(record)
+
     logger = logging.getLogger("asyncio")
     sys.unraisablehook = hook
-    logger.addFilter(_drop_unretrieved)
+    logger.addFilter(drop)
     try:
         yield
     finally:
         if _failed_restores != failures:
             gc.collect()  # the abandoned reads are finalised here, while the filters still hold
-        logger.removeFilter(_drop_unretrieved)
+        logger.removeFilter(drop)
         sys.unraisablehook = previous
 
 
