@@ -11,10 +11,10 @@ import tempfile
 
 import pytest
 
-# Compiling is most of this suite's time and its programs are tiny, so XLA's optimisations are
-# off (``jax_disable_most_optimizations``: the suite runs about 1.5x faster on 2 cores) and XLA:CPU
-# emits its fusions the older way (``--xla_cpu_use_fusion_emitters=false``: compiling takes about
-# half as long again); every comparison in the suite compiles both of its sides alike. Set before
+# The suite compiles hundreds of tiny programs, so XLA's optimisations are off
+# (``jax_disable_most_optimizations``: the suite runs about 1.5x faster on 2 cores) and XLA:CPU
+# emits its fusions the older way (``--xla_cpu_use_fusion_emitters=false``: compiling then takes
+# about half the time); every comparison in the suite compiles both of its sides alike. Set before
 # JAX starts its backend, they hold for this process and for every process the tests start.
 # JAXGAN_TEST_OPTIMIZED=1 keeps XLA's defaults.
 FAST_COMPILE_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
