@@ -198,11 +198,67 @@ def config_from_args(cls: type, args: argparse.Namespace, base: Any = None, **va
     return dataclasses.replace(cls() if base is None else base, **values)
 
 
+def add_run_flags(parser: argparse.ArgumentParser, name: str, writes: str) -> None:
+    """--workdir, --checkpoint-dir and --restart: the run's folder, with the same meaning in every trainer.
+
+    ``name`` is the default folder under runs/; ``writes`` lists what the run writes there.
+    """
+    group = parser.add_argument_group("the run's folder")
+    group.add_argument("--workdir", default=f"runs/{name}",
+                       help=f"the run's folder: {writes}, TensorBoard events and the checkpoints (in its "
+                            f"checkpoints/ folder). A folder that holds this run (the same settings) resumes "
+                            f"it; one that holds another run is refused (default: %(default)s)")
+    group.add_argument("--checkpoint-dir", default=None,
+                       help="keep the checkpoints in this directory instead of WORKDIR/checkpoints (the run "
+                            "folder records where they are)")
+    group.add_argument("--restart", action="store_true",
+                       help="start this run over: what --workdir (and --checkpoint-dir) held is moved "
+                            "aside to a folder beside it named WORKDIR.replaced-<UTC time>, never deleted")
+
+
+@contextlib.contextmanager
+def progress_bars() -> Iterator[Callable]:
+    """A ``loop.Progress`` callback that shows a tqdm bar per run label (closed when the block ends)."""
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def shown(value: Any) -> str:
+        """A metric for the bar: ints as they are, floats to 4 significant digits."""
+        return f"{value}" if isinstance(value, int) else f"{value:.4g}"
+
+    def on_progress(event) -> None:
+        """Opens, moves and closes the bars; other events become lines above them."""
+        if event.event == "start":
+            if event.resumed:
+                tqdm.write(f"{event.label}: resuming at {event.unit} {event.done} of {event.total}"
+                           + (f" ({event.text})" if event.text else ""))
+            bars[event.label] = tqdm(total=event.total, initial=event.done, desc=event.label, unit=event.unit,
+                                     dynamic_ncols=True)
+        elif event.event == "chunk" and event.label in bars:
+            bar = bars[event.label]
+            bar.update(event.done - bar.n)
+            bar.set_postfix({k: shown(v) for k, v in event.metrics.items()})
+            if event.done >= event.total:
+                bar.close()
+        elif event.event == "scores":
+            tqdm.write(event.text or f"{event.label} {event.unit} {event.done} scores: "
+                       + ", ".join(f"{k} {shown(v)}" for k, v in event.metrics.items()))
+        elif event.text:
+            tqdm.write(event.text)
+
+    try:
+        yield on_progress
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
 def add_generator_flags(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint-dir, --step and --weights: which trained generator a script restores."""
-    parser.add_argument("--checkpoint-dir", default="checkpoints/gan",
-                        help="a GAN checkpoint directory written by experiments.train_gan "
-                             "(default: %(default)s)")
+    """--gan-dir, --step and --weights: which trained generator a script restores."""
+    parser.add_argument("--gan-dir", "--checkpoint-dir", dest="gan_dir", default="runs/gan",
+                        help="a GAN run folder (experiments.train_gan's --workdir) or its checkpoint "
+                             "directory (default: %(default)s)")
     parser.add_argument("--step", type=non_negative_int, default=None,
                         help="which saved step to load (default: the newest)")
     parser.add_argument("--weights", default=None, choices=("ema", "raw"),
@@ -249,6 +305,21 @@ def writable_dir(path: str) -> str:
             raise UserError(f"directory {path} is not writable")
         raise UserError(f"cannot create directory {path}: {existing} is not writable")
     return path
+
+
+def output_files(outputs: Sequence[tuple[str, str]]) -> None:
+    """Checks files a script will write, before any work: ``outputs`` is (what, path) pairs, ``what``
+    naming the path in messages (``--out``). Raises one UserError when a path is a folder, two
+    outputs are one file, or a parent folder cannot be made or written; creates nothing."""
+    seen: dict[str, str] = {}
+    for what, path in outputs:
+        if os.path.isdir(path):
+            raise UserError(f"{what} {path} is a folder; name a file")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UserError(f"{seen[real]} and {what} both name {path}; give each output a file of its own")
+        seen[real] = what
+        writable_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def add_distributed_flags(parser: argparse.ArgumentParser) -> None:

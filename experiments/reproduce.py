@@ -3,10 +3,10 @@
     python -m experiments.reproduce --quick                 # a few minutes on a laptop CPU
     python -m experiments.reproduce --dataset mnist         # the study's size (hours on a CPU)
 
-Everything goes to --workdir (checkpoints in its checkpoints/ folder, never the default
-checkpoints/). Ctrl-C (or SIGTERM) stops at the next checkpoint of the running stage; the same
-command then continues every stage where it stopped and skips finished ones; --restart starts
-the workdir over.
+Everything goes to --workdir (default runs/reproduce), each stage a run in a sub-folder of
+its own. Ctrl-C (or SIGTERM) stops at the next checkpoint of the running stage; the same
+command then continues every stage where it stopped and skips finished ones; --restart moves
+the earlier run aside and starts over.
 """
 
 from __future__ import annotations
@@ -31,17 +31,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("palindrome-epochs", "classifier-epochs", "gan-epochs"):
         parser.add_argument(f"--{name}", type=_cli.positive_int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default="runs/reproduce",
-                        help="where REPORT.md, every figure and the checkpoints go (default: %(default)s)")
+                        help="the run's folder: REPORT.md, every figure, and each stage's run (with its "
+                             "checkpoints) in a sub-folder; a folder that holds this run continues it, one "
+                             "that holds another is refused (default: %(default)s)")
     parser.add_argument("--restart", action="store_true",
-                        help="remove what an earlier run left in --workdir and start over (default: "
-                             "continue it)")
+                        help="start over: what --workdir held is moved aside to a folder beside it named "
+                             "WORKDIR.replaced-<UTC time>, never deleted")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Picks the sizes, runs the study, and prints the report's path, the times and the scores."""
     args = parse_args(argv)
-    _cli.writable_dir(args.workdir)
     from jaxgan import reproduce
     from jaxgan.configs.reproduce import get_config
     from jaxgan.scores import score_text
@@ -54,29 +55,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if overrides:
         name = f"{config.name} (with overrides)" if config.name != "study" else "custom"
         config = dataclasses.replace(config, name=name, **overrides)
+    reproduce.check_workdir(config, args.workdir, dataset=args.dataset, split=args.split, seed=args.seed,
+                            restart=args.restart)
     print(_cli.describe_devices())
     from tqdm import tqdm
 
-    bars = []
-
-    def progress(label: str, total: int):
-        """A bar for one stage; the function it returns moves it to the epochs done."""
-        bar = tqdm(total=total, desc=label, unit="epoch", dynamic_ncols=True, leave=False)
-        bars.append(bar)
-
-        def advance(done: int) -> None:
-            bar.update(done - bar.n)
-            if done >= total:
-                bar.close()
-        return advance
-
-    try:
+    with _cli.progress_bars() as progress:
         result = reproduce.reproduce(config, workdir=args.workdir, dataset=args.dataset, split=args.split,
                                      data_dir=args.data_dir, seed=args.seed, restart=args.restart,
                                      log=tqdm.write, progress=progress)
-    finally:
-        for bar in bars:
-            bar.close()
     print(f"classifier held-out accuracy: {100 * result['holdout_accuracy']:.2f}%")
     for label, row in result["scores"]["rows"].items():
         print(f"{label}: IS {score_text(row['inception_score'])} ± {score_text(row['inception_std'])}, "

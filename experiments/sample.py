@@ -1,6 +1,6 @@
 """Draws images from a trained GAN generator, as float32 [n, 28, 28] in [-1, 1], for scoring elsewhere.
 
-    python -m experiments.sample --checkpoint-dir checkpoints/gan --n 2000 --seed 0 --out samples.npy
+    python -m experiments.sample --gan-dir runs/gan --n 2000 --seed 0 --out samples.npy
 
 The generator runs in eval mode (BatchNorm uses its running averages), so an image depends
 only on its own noise vector. --weights picks the EMA of the generator's weights (the default
@@ -30,43 +30,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="the .npy file to write, float32 [n, 28, 28] in [-1, 1] "
                              "(default: %(default)s)")
     parser.add_argument("--png", default=None,
-                        help="also write a 10x10 grid of the first 100 images to this PNG")
+                        help="also write a 10x10 grid of the first 100 images to this PNG (both files are "
+                             "written at the end, or neither)")
     return parser.parse_args(argv)
 
 
-def _parent_dir(path: str) -> str:
-    """Makes (or checks) the folder a file will be written into."""
-    return _cli.writable_dir(os.path.dirname(os.path.abspath(path)))
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    """Restores the generator, draws the images, writes them whole or not at all."""
+    """Restores the generator, draws the images, writes the samples and the grid: both or neither."""
     args = parse_args(argv)
     if not args.out.endswith(".npy"):
         raise UserError(f"--out must name a .npy file, not {args.out}")
-    _parent_dir(args.out)
-    if args.png:
-        _parent_dir(args.png)
+    if args.png is not None and not args.png.endswith(".png"):
+        raise UserError(f"--png must name a .png file, not {args.png}")
+    _cli.output_files([("--out", args.out)] + ([("--png", args.png)] if args.png else []))
     import jax
     import numpy as np
 
     from jaxgan.gan.generate import check_finite_images, restore_generator, sample
-    from jaxgan.plotting.gan import save_grid
+    from jaxgan.plotting.gan import grid_writer
     from jaxgan.runtime import files
 
     print(_cli.describe_devices())
-    gen_variables, config = restore_generator(args.checkpoint_dir, args.step, weights=args.weights)
+    gen_variables, config = restore_generator(args.gan_dir, args.step, weights=args.weights)
     noise_key = jax.random.PRNGKey(args.seed)
     images = np.asarray(jax.device_get(sample(gen_variables, noise_key, args.n)), np.float32)
     check_finite_images(images, f"the generator ({config['weights']} weights) at step "
-                                f"{config['checkpoint_step']} in {args.checkpoint_dir}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    files.write_npy(args.out, images)
-    print(f"wrote {args.out}: float32 {list(images.shape)} in [{images.min():.3f}, {images.max():.3f}] "
-          f"from {args.checkpoint_dir} (step {config['checkpoint_step']}, {config['weights']} weights)")
+                                f"{config['checkpoint_step']} in {args.gan_dir}")
+    writes = {args.out: (lambda f: np.save(f, images), True)}
     if args.png:
-        os.makedirs(os.path.dirname(os.path.abspath(args.png)), exist_ok=True)
-        save_grid(images[:100], args.png, nrow=10)
+        writes[args.png] = (grid_writer(images[:100], nrow=10), True)
+    for path in writes:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    files.write_all(writes)
+    print(f"wrote {args.out}: float32 {list(images.shape)} in [{images.min():.3f}, {images.max():.3f}] "
+          f"from {args.gan_dir} (step {config['checkpoint_step']}, {config['weights']} weights)")
+    if args.png:
         print(f"wrote {args.png}: the first {min(100, len(images))} images")
 
 

@@ -1,10 +1,12 @@
 """The whole study in one call: Part 1 sweep, classifier, GAN, scores, interpolation, and REPORT.md.
 
-``reproduce(config, workdir=...)`` runs each stage in turn, timing it, and writes every output
-under ``workdir``: ``palindrome/``, ``classifier/``, ``gan/``, ``interpolation.png`` (+ .json),
-``scores.json`` and ``REPORT.md``, with all checkpoints under ``workdir/checkpoints`` so a run
-never touches the user's own. A rerun in the same workdir continues every stage from its
-checkpoints; ``restart`` starts it over. ``jaxgan.configs.reproduce`` holds the sizes.
+``reproduce(config, workdir=...)`` claims its run folder (``jaxgan.runtime.workdir``) and runs each
+stage in turn, timing it. Each training stage is a run of its own trainer in a sub-folder of the
+workdir (``palindrome/``, ``classifier/``, ``gan/``, each with its checkpoints), called the same way
+(``train_and_evaluate(config, folder, data=..., progress=...)``); beside them go
+``interpolation.png`` (+ .json), ``scores.json`` and ``REPORT.md``. A rerun in the same workdir
+continues every stage from its checkpoints; ``restart`` moves the earlier run aside and starts
+over. ``jaxgan.configs.reproduce`` holds the sizes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import dataclasses
 import datetime
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ from jaxgan.classifier.steps import check_split, holdout_indices
 from jaxgan.classifier.train import train_and_evaluate as train_classifier
 from jaxgan.configs.gan import check_batch
 from jaxgan.configs.reproduce import STUDY, ReproduceConfig
-from jaxgan.data.images import load_images
+from jaxgan.data.images import ImageSet, load_images
 from jaxgan.errors import UserError
 from jaxgan.gan import interpolate
 from jaxgan.gan.generate import sample
@@ -35,7 +36,8 @@ from jaxgan.palindrome import summary
 from jaxgan.palindrome import train as palindrome
 from jaxgan.plotting.gan import save_grid
 from jaxgan.plotting.interpolation import rows_figure
-from jaxgan.runtime import files
+from jaxgan.runtime import files, loop
+from jaxgan.runtime import workdir as workdir_lib
 from jaxgan.scores import (
     SCORE_SAMPLES,
     classifier_scores,
@@ -45,62 +47,37 @@ from jaxgan.scores import (
     splits_for,
 )
 
-# What reproduce owns inside its workdir (removed by a restart).
-_OWNED = ("palindrome", "classifier", "gan", "checkpoints", "interpolation.png", "interpolation.json",
-          "scores.json", "REPORT.md")
+KIND = "reproduce"
 # Pairs tried before the interpolation gives up on classifier-checked pairs (in the report, not silently).
 _PAIR_TRIES = 4096
 _SCORE_ROWS = {"raw": "trained generator (final, raw weights)",
                "ema": "trained generator (final, EMA weights)"}
 
 
-def _clear(workdir: str) -> None:
-    """Removes what an earlier reproduce run left in ``workdir``, and nothing else."""
-    for name in _OWNED:
-        path = os.path.join(workdir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
-
-
-def _palindrome_stage(config: ReproduceConfig, workdir: str, seed: int, progress: Progress | None,
-                      log: Callable[[str], None]) -> dict:
-    """Part 1: the RNN/LSTM sweep over lengths x seeds, results and figures in ``workdir/palindrome``."""
+def _palindrome_stage(config: ReproduceConfig, workdir: str, seed: int, progress: loop.ProgressFn) -> dict:
+    """Part 1: the RNN/LSTM sweep over lengths x seeds, a run in ``workdir/palindrome``."""
     study = dataclasses.replace(config.palindrome, seed=seed)
-
-    def sweep_progress(label: str, epochs: int):
-        """A bar per sweep, moved after every chunk."""
-        advance = progress(f"Part 1 {label}", epochs)
-        return lambda done, metrics: advance(done)
-
-    results = palindrome.train_and_evaluate(study, os.path.join(workdir, "palindrome"),
-                                            os.path.join(workdir, "checkpoints", "palindrome"),
-                                            progress=sweep_progress if progress else None, log=log)
+    results = palindrome.train_and_evaluate(study, os.path.join(workdir, "palindrome"), progress=progress)
     return {"summary": summary.summary_markdown(results), "finding": summary.finding(results),
             "figures": [p for p in results["written"] if p.endswith(".png")]}
 
 
 def _classifier_stage(image_set, config: ReproduceConfig, workdir: str, seed: int, dataset: str,
-                      split: str, progress: Progress | None) -> dict:
-    """The digit classifier on the image source: its variables, config, held-out accuracy, and the
-    ``Reference`` every score is measured against: up to SCORE_SAMPLES of its held-out images
-    (``reference_idx``, which the GAN does not train on either).
+                      split: str, progress: loop.ProgressFn) -> dict:
+    """The digit classifier on the image source, a run in ``workdir/classifier``: its variables, config,
+    held-out accuracy, and the ``Reference`` every score is measured against: up to SCORE_SAMPLES of its
+    held-out images (``reference_idx``, which the GAN does not train on either).
     """
     config = dataclasses.replace(config.classifier, seed=seed, dataset=dataset, split=split)
-    checkpoint_dir = os.path.join(workdir, "checkpoints", "classifier")
-    advance = progress("classifier", config.epochs) if progress else None
-    variables, summary = train_classifier(image_set.images, image_set.labels, config,
-                                          checkpoint_dir=checkpoint_dir, source=image_set.source,
-                                          workdir=os.path.join(workdir, "classifier"),
-                                          on_epoch=(lambda m: advance(m["epoch"])) if advance else None)
+    result = train_classifier(config, os.path.join(workdir, "classifier"), data=image_set, progress=progress)
+    variables = result["variables"]
     # As many held-out images as the real-vs-real row can pair with training-part images.
     train_idx, held_idx = holdout_indices(len(image_set.images), config)
     n = min(SCORE_SAMPLES, len(held_idx), len(train_idx))
     reference = make_reference(variables, image_set.images[held_idx[:n]],
                                f"{n} images of {image_set.source} that the classifier held out and the GAN "
                                f"never trained on")
-    return {"variables": variables, "config": config, "summary": summary, "reference": reference,
+    return {"variables": variables, "config": config, "summary": result, "reference": reference,
             "reference_idx": held_idx[:n], "real_comparison": image_set.images[train_idx[:n]]}
 
 
@@ -136,28 +113,16 @@ def _gan_config(config: ReproduceConfig, num_images: int, seed: int):
 
 
 def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference,
-               progress: Progress | None) -> dict:
-    """Part 2: trains the GAN, scoring it at each checkpoint; grids and figures in ``workdir/gan``,
-    with a grid of real training images (``gan/real.png``) to judge them by.
+               progress: loop.ProgressFn) -> dict:
+    """Part 2: trains the GAN, a run in ``workdir/gan``, scoring it at each checkpoint; with a grid of
+    real training images (``gan/real.png``) to judge its grids by.
 
     Returns the final generator's raw and EMA variables (``{"raw": ..., "ema": ...}``, EMA only
     when it is kept), the step, the last epoch's means, steps/s and the seconds spent scoring.
     """
-    bar = {}
-
-    def on_progress(info: dict) -> None:
-        """Opens the bar at the (resumed) start, then moves it once per epoch."""
-        if progress is None:
-            return
-        if info["event"] == "start":
-            bar["advance"] = progress("GAN", info["epochs"])
-            bar["advance"](info["epoch"])
-        elif info["event"] == "epoch":
-            bar["advance"](info["epoch"])
-
-    result = train_gan(images, config, workdir=os.path.join(workdir, "gan"),
-                       checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"), source=source,
-                       reference=reference, progress=on_progress)
+    result = train_gan(config, os.path.join(workdir, "gan"), data=ImageSet(images=images, labels=None,
+                                                                              source=source),
+                       reference=reference, progress=progress)
     save_grid(images[:25], os.path.join(workdir, "gan", "real.png"))
     state = result["state"]
     generators = {weights: generator_variables(state, weights) for weights in scored_weights(state)}
@@ -224,7 +189,7 @@ def _interpolation_stage(classifier: dict, gen_variables: dict, config: Reproduc
     checked = "classifier-checked" if rows["checked"] else "random"
     title = f"{settings.mode} interpolation, {checked} pairs, generator ({weights} weights) at step {step}"
     rows_figure(rows["images"], rows["probs"], path, title=title)
-    record = interpolate.rows_json(rows, checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"),
+    record = interpolate.rows_json(rows, checkpoint_dir=os.path.join(workdir, "gan", "checkpoints"),
                                      checkpoint_step=step, weights=weights, note=note)
     if not rows["checked"]:
         record["classes"] = rows["probs"].argmax(-1).tolist()
@@ -235,28 +200,35 @@ def _interpolation_stage(classifier: dict, gen_variables: dict, config: Reproduc
     return {"figure": path, "checked": rows["checked"], "note": note, "ends": ends, "weights": weights}
 
 
-Progress = Callable[[str, int], Callable[[int], None]]
+def identity(config: ReproduceConfig, *, dataset: str, split: str, seed: int) -> dict:
+    """What another whole-study run must share with this one to continue it in the same folder."""
+    return {"preset": config.name, "dataset": dataset, "split": split, "seed": seed}
 
 
-def _stage_error(err: UserError) -> UserError:
-    """A stage's one sentence, with what to do when the workdir holds an earlier run of other settings."""
-    if "was written with" in str(err):
-        return UserError(f"{err} (the workdir holds an earlier run with other settings: --restart starts it "
-                         f"over, or choose another --workdir)")
-    return err
+_FLAGS = {"preset": "size (--quick)", "dataset": "--dataset", "split": "--split", "seed": "--seed"}
+
+
+def check_workdir(config: ReproduceConfig, workdir: str, *, dataset: str, split: str, seed: int,
+                  restart: bool = False) -> bool:
+    """The checks ``reproduce`` makes of its folder before it writes anything; whether it holds this run."""
+    return workdir_lib.check(workdir, kind=KIND, must_match=identity(config, dataset=dataset, split=split,
+                                                                     seed=seed),
+                             names=_FLAGS, restart=restart)
 
 
 def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce", dataset: str = "auto",
               split: str = "train", data_dir: str | None = None, seed: int = 0, restart: bool = False,
-              log: Callable[[str], None] = print, progress: Progress | None = None) -> dict:
-    """Runs every stage of the study and writes ``workdir/REPORT.md``; returns what the report shows.
+              log: Callable[[str], None] = print, progress: loop.ProgressFn = loop.ignore) -> dict:
+    """Runs every stage of the study in the run folder ``workdir`` and writes ``workdir/REPORT.md``;
+    returns what the report shows.
 
-    Each training stage keeps its checkpoints in ``workdir/checkpoints``, so a rerun continues every
-    stage from where it stopped (a finished one in seconds) and ends where an unbroken run ends;
-    ``restart`` removes what an earlier run left in ``workdir`` first. ``log`` gets one line as each
-    stage starts and ends; ``progress(label, total)`` (a progress bar, say) returns a function that
-    is called with the epochs done. The returned dict holds the image source, the per-stage wall
-    seconds of this call, the classifier's held-out accuracy, the scores and the report's path.
+    Each training stage is a run of its own in a sub-folder (with its checkpoints), so a rerun
+    continues every stage from where it stopped (a finished one in seconds) and ends where an
+    unbroken run ends; ``restart`` moves what the folder held aside first. A folder that holds
+    another run (other size, images or seed) is refused before anything is written. ``log`` gets
+    one line as each stage starts and ends; ``progress`` gets every trainer's ``loop.Progress``
+    events. The returned dict holds the image source, the per-stage wall seconds of this call, the
+    classifier's held-out accuracy, the scores and the report's path.
     """
     seconds: dict[str, float] = {}
     root_key = jax.random.PRNGKey(seed)
@@ -266,16 +238,14 @@ def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce
         """Runs one stage, logs and records its wall time."""
         log(f"[{name}] ...")
         began = time.perf_counter()
-        try:
-            out = fn()
-        except UserError as err:
-            raise _stage_error(err) from None
+        out = fn()
         seconds[name] = time.perf_counter() - began
         log(f"[{name}] done in {seconds[name]:.1f} s")
         return out
 
-    # The images first, and every stage's settings checked on them: a bad --dataset, or too few
-    # images for a stage, ends the run before anything is trained or removed.
+    # The folder and the images first, and every stage's settings checked on them: a bad --dataset, too
+    # few images for a stage, or a folder that holds another run ends it before anything is written.
+    check_workdir(config, workdir, dataset=dataset, split=split, seed=seed, restart=restart)
     image_set = timed("images", lambda: {"set": load_images(dataset, split=split, data_dir=data_dir)})["set"]
     images, source = image_set.images, image_set.source
     if config.max_images is not None:
@@ -283,24 +253,35 @@ def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce
         image_set = dataclasses.replace(image_set, images=images[: config.max_images], labels=labels)
         images = image_set.images
     _check_stages(image_set, config, seed, dataset, split)
-    os.makedirs(workdir, exist_ok=True)
-    if restart:
-        _clear(workdir)
-    part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(config, workdir, seed, progress, log))
-    log(f"images: {source} ({len(images)} used)")
-    classifier = timed("classifier", lambda: _classifier_stage(image_set, config, workdir, seed, dataset,
-                                                              split, progress))
-    gan_images = np.delete(images, classifier["reference_idx"], axis=0)  # the FID reference stays unseen
-    gan_config = _gan_config(config, len(gan_images), seed)
-    gan = timed("GAN", lambda: _gan_stage(gan_images, gan_config, workdir, source, classifier["reference"],
-                                          progress))
+    record = identity(config, dataset=dataset, split=split, seed=seed)
+    with workdir_lib.claim(workdir, kind=KIND, record=record, must_match=record, names=_FLAGS,
+                           restart=restart, log=log, checkpoints=False) as folder:
+        folder.commit()
+        workdir = folder.path
+        part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(config, workdir, seed, progress))
+        log(f"images: {source} ({len(images)} used)")
+        classifier = timed("classifier", lambda: _classifier_stage(image_set, config, workdir, seed, dataset,
+                                                                  split, progress))
+        gan_images = np.delete(images, classifier["reference_idx"], axis=0)  # the FID reference stays unseen
+        gan_config = _gan_config(config, len(gan_images), seed)
+        gan = timed("GAN", lambda: _gan_stage(gan_images, gan_config, workdir, source,
+                                              classifier["reference"], progress))
+        return _score_and_report(config, workdir=workdir, source=source, num_images=len(images), seed=seed,
+                                 part1=part1, classifier=classifier, gan_config=gan_config, gan=gan,
+                                 score_key=score_key, pair_key=pair_key, timed=timed, seconds=seconds)
+
+
+def _score_and_report(config: ReproduceConfig, *, workdir: str, source: str, num_images: int, seed: int,
+                      part1: dict, classifier: dict, gan_config, gan: dict, score_key: jax.Array,
+                      pair_key: jax.Array, timed: Callable, seconds: dict[str, float]) -> dict:
+    """The stages after training: the final scores, the interpolation, and REPORT.md."""
     scores = timed("scores", lambda: _score_stage(classifier, gan["generators"], gan_config, score_key))
     files.write_json(os.path.join(workdir, "scores.json"), scores)
     weights, why = _interpolation_weights(scores, gan["generators"])
     interp = timed("interpolation", lambda: _interpolation_stage(
         classifier, gan["generators"][weights], config, workdir, pair_key, gan["step"], weights))
     interp["why"] = why
-    report = _markdown(config, workdir=workdir, source=source, num_images=len(images), seed=seed,
+    report = _markdown(config, workdir=workdir, source=source, num_images=num_images, seed=seed,
                        part1=part1, classifier=classifier, gan_config=gan_config, gan=gan, scores=scores,
                        interp=interp, seconds=seconds)
     report_path = os.path.join(workdir, "REPORT.md")

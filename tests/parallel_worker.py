@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from jaxgan.configs.gan import GANConfig
+from jaxgan.data.images import ImageSet
 from jaxgan.errors import UserError
 from jaxgan.gan import steps as gan
 from jaxgan.gan.train import train_and_evaluate
@@ -104,8 +105,8 @@ def check_gan() -> dict:
     state_pairs = list(zip(jax.tree_util.tree_leaves_with_path(got[0]), jax.tree.leaves(expected[0]),
                            strict=True))
     try:  # the batch must split evenly: 18 over 4 devices does not (checked before any file is touched)
-        train_and_evaluate(images, GANConfig(batch_size=18), workdir="/nonexistent/never-made",
-                  checkpoint_dir="/nonexistent/never-made", mesh=mesh)
+        train_and_evaluate(GANConfig(batch_size=18), "/nonexistent/never-made",
+                           data=ImageSet(images=images, labels=None, source="random"), mesh=mesh)
         indivisible = "no error"
     except UserError as err:
         indivisible = str(err)

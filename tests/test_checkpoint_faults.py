@@ -212,8 +212,9 @@ def test_train_gan_refuses_a_locked_directory_and_a_wholly_damaged_one(tmp_path,
             _cli.run(train_gan.main, args)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: another run (process {os.getpid()}) is using the checkpoint directory "
-                   f"{tmp_path / 'ck'}; wait for it to finish or choose another directory"]
+    assert err == [f"error: another run (process {os.getpid()}) is using {tmp_path / 'ck'}; wait for it "
+                   f"to finish, or choose another folder"]
+    assert not (tmp_path / "run").exists()  # refused: no run folder was made
     # A checkpoint directory whose only checkpoint is damaged: one sentence, nothing moved.
     (tmp_path / "ck" / "5").mkdir()
     with pytest.raises(SystemExit) as exit_info:
@@ -222,7 +223,9 @@ def test_train_gan_refuses_a_locked_directory_and_a_wholly_damaged_one(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: none of the checkpoints in") and "(steps 5)" in err[-1]
     assert any(line.startswith("warning: the checkpoint at step 5") for line in err)
-    assert (tmp_path / "ck" / "5").is_dir()
+    assert "--restart starts the run over" in err[-1]
+    assert (tmp_path / "ck" / "5").is_dir() and not (tmp_path / "run").exists()
+    assert not (tmp_path / "ck" / "run.json").exists()  # the refused run claimed nothing
 
 
 def test_the_three_trainers_share_one_run_loop_and_its_signals():
@@ -356,16 +359,20 @@ def test_train_gan_restarted_over_wholly_damaged_checkpoints_saves_every_one_aga
     assert _steps_of(ck) == [2, 4]
     for step in (2, 4):
         _truncate_data(ck / str(step))
+    code, out, err = _gan_run(tmp_path, ["--epochs", "2"], capsys)
+    assert code == 2 and err.count("cannot be restored") == 2 and "--restart starts the run over" in err
     code, out, err = _gan_run(tmp_path, ["--epochs", "2", "--restart"], capsys)
     assert code == 0, err
-    assert err.count("cannot be restored") == 2 and f"checkpoints: {ck}" in out
-    assert sorted(p.name for p in (ck / checkpoint.DAMAGED_DIR).iterdir()) == ["2", "4"]
+    assert "cannot be restored" not in err and f"checkpoints: {ck}" in out
+    # The damaged checkpoints were moved aside whole, with the run folder, never deleted.
+    moved = {p.name.split(".replaced-")[0]: p for p in tmp_path.iterdir() if ".replaced-" in p.name}
+    assert sorted(moved) == ["ck", "run"] and _steps_of(moved["ck"]) == [2, 4]
     # Both checkpoints were written again, and restore: the run's claim holds.
     states = _gan_states(ck)
     assert sorted(states) == [2, 4] and [int(s.step) for s in states.values()] == [2, 4]
     from experiments import sample
 
-    _cli.run(sample.main, ["--checkpoint-dir", str(ck), "--n", "4", "--out", str(tmp_path / "s.npy")])
+    _cli.run(sample.main, ["--gan-dir", str(tmp_path / "run"), "--n", "4", "--out", str(tmp_path / "s.npy")])
     assert np.isfinite(np.load(tmp_path / "s.npy")).all()
 
 
@@ -396,7 +403,7 @@ def test_train_gan_resumed_past_a_damaged_checkpoint_and_stopped_holds_every_ste
     _sigterm_after_epoch(monkeypatch, 4)
     code, out, err = _gan_run(tmp_path, flags, capsys)
     assert code == 128 + signal.SIGTERM, err
-    assert "resuming from the checkpoint at step 4" in out
+    assert f"gan: resuming at epoch 2 of 6 (step 4, checkpoint in {ck})" in out
     assert "stopped: SIGTERM received: saved a checkpoint at step 8 " in err
     states = _gan_states(ck)
     assert sorted(states) == [4, 6, 8] and [int(s.step) for s in states.values()] == [4, 6, 8]

@@ -23,6 +23,7 @@ from jaxgan.classifier.restore import held_out_reference, restore_classifier
 from jaxgan.classifier.steps import holdout_indices, split_holdout
 from jaxgan.classifier.train import train_and_evaluate as train_classifier
 from jaxgan.configs.classifier import ClassifierConfig
+from jaxgan.data.images import ImageSet
 from jaxgan.errors import UserError
 from jaxgan.gan.interpolate import find_pairs, interpolate_pairs, linear, random_pairs, slerp
 from jaxgan.models.classifier import Classifier, patches_3x3_stride2, predict
@@ -92,12 +93,10 @@ def mnist(mnist_dir):
 @pytest.fixture(scope="module")
 def trained(mnist, tmp_path_factory, xla_optimized):
     """One short training run, shared by the tests below: (variables, summary, checkpoint dir)."""
-    checkpoint_dir = tmp_path_factory.mktemp("classifier")
     workdir = tmp_path_factory.mktemp("run")
     with xla_optimized():
-        variables, summary = train_classifier(mnist.images, mnist.labels, FAST, checkpoint_dir=checkpoint_dir,
-                                              source=mnist.source, workdir=workdir)
-    return variables, summary, checkpoint_dir, workdir
+        summary = train_classifier(FAST, str(workdir), data=mnist)
+    return summary["variables"], summary, workdir / "checkpoints", workdir
 
 
 @pytest.fixture(scope="module")
@@ -353,12 +352,17 @@ def test_training_rejects_unlabelled_shapes_and_tiny_sets(tmp_path):
     """Wrong dtype, labels out of range, or fewer images than a batch: UserError before any work."""
     images = np.zeros((40, 28, 28), np.uint8)
     labels = np.zeros(40, np.int32)
-    with pytest.raises(UserError, match="uint8"):
-        train_classifier(images.astype(np.float32), labels, FAST, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="uint8"):  # an ImageSet holds uint8 images only
+        ImageSet(images=images.astype(np.float32), labels=labels, source="")
     with pytest.raises(UserError, match="label"):
-        train_classifier(images, labels + 10, FAST, checkpoint_dir=tmp_path)
+        train_classifier(FAST, str(tmp_path / "a"),
+                         data=ImageSet(images=images, labels=labels + 10, source=""))
     with pytest.raises(UserError, match="batch size 64 is larger than the 32 training images"):
-        train_classifier(images, labels, ClassifierConfig(batch_size=64), checkpoint_dir=tmp_path)
+        train_classifier(ClassifierConfig(batch_size=64), str(tmp_path / "b"),
+                         data=ImageSet(images=images, labels=labels, source=""))
+    with pytest.raises(UserError, match="no labels"):
+        train_classifier(FAST, str(tmp_path / "c"), data=ImageSet(images=images, labels=None, source="x"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_reports_a_missing_folder_in_one_sentence(tmp_path, capsys):
@@ -376,18 +380,16 @@ def test_cli_reports_a_missing_folder_in_one_sentence(tmp_path, capsys):
 
 def test_an_interrupted_run_resumes_exactly(mnist, trained, tmp_path, xla_optimized):
     """A run whose newest checkpoint is epoch 1 resumes and ends with the unbroken run's parameters."""
-    unbroken, _, checkpoint_dir, _ = trained
-    # What a run stopped after epoch 1 leaves behind: the unbroken run's directory without step 2.
-    shutil.copytree(checkpoint_dir, tmp_path / "ckpt")
-    shutil.rmtree(tmp_path / "ckpt" / "2")
+    unbroken, _, _, workdir = trained
+    # What a run stopped after epoch 1 leaves behind: the unbroken run's folder without step 2.
+    shutil.copytree(workdir, tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "2")
     with xla_optimized():  # compiled as the unbroken run was
-        resumed, summary = train_classifier(mnist.images, mnist.labels, FAST,
-                                            checkpoint_dir=tmp_path / "ckpt", source=mnist.source)
+        summary = train_classifier(FAST, str(tmp_path / "run"), data=mnist)
     assert summary["start_epoch"] == 1 and summary["epoch"] == 2
-    jax.tree.map(np.testing.assert_array_equal, unbroken, resumed)
-    with pytest.raises(UserError, match="seed"):
-        train_classifier(mnist.images, mnist.labels, dataclasses.replace(FAST, seed=4),
-                         checkpoint_dir=tmp_path / "ckpt", source=mnist.source)
+    jax.tree.map(np.testing.assert_array_equal, unbroken, summary["variables"])
+    with pytest.raises(UserError, match="--seed 0 there, 4 here"):
+        train_classifier(dataclasses.replace(FAST, seed=4), str(tmp_path / "run"), data=mnist)
 
 
 # --- its checkpoints: no save skipped without a word ---
@@ -395,10 +397,11 @@ def test_an_interrupted_run_resumes_exactly(mnist, trained, tmp_path, xla_optimi
 TINY = ClassifierConfig(epochs=2, batch_size=32, conv1=4, conv2=8, hidden=16, max_shift=0, dropout=0.0)
 
 
-def _random_digits(count: int = 96) -> tuple[np.ndarray, np.ndarray]:
+def _random_digits(count: int = 96) -> ImageSet:
     """Random uint8 images [count, 28, 28] and labels: enough to train TINY for a step an epoch."""
     rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), rng.integers(0, 10, count).astype(np.int32)
+    return ImageSet(images=rng.integers(0, 256, (count, 28, 28), dtype=np.uint8),
+                    labels=rng.integers(0, 10, count).astype(np.int32), source="random digits")
 
 
 def _steps_of(directory: pathlib.Path) -> list[int]:
@@ -407,16 +410,16 @@ def _steps_of(directory: pathlib.Path) -> list[int]:
 
 
 def test_a_classifier_whose_checkpoints_are_all_damaged_refuses_and_keeps_them(tmp_path):
-    images, labels = _random_digits()
-    train_classifier(images, labels, TINY, checkpoint_dir=tmp_path / "ck")
-    assert _steps_of(tmp_path / "ck") == [1, 2]
-    for step_dir in (tmp_path / "ck" / "1", tmp_path / "ck" / "2"):
+    data = _random_digits()
+    train_classifier(TINY, str(tmp_path), data=data)
+    assert _steps_of(tmp_path / "checkpoints") == [1, 2]
+    for step_dir in (tmp_path / "checkpoints" / "1", tmp_path / "checkpoints" / "2"):
         for path in step_dir.glob("state/**/d/*"):
             path.write_bytes(path.read_bytes()[:10])
-    before = {p: p.read_bytes() for p in (tmp_path / "ck").rglob("*") if p.is_file() and p.name != ".lock"}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"}
     with pytest.raises(UserError, match=r"^none of the checkpoints in .* can be restored \(steps 2, 1\)"):
-        train_classifier(images, labels, TINY, checkpoint_dir=tmp_path / "ck")
-    after = {p: p.read_bytes() for p in (tmp_path / "ck").rglob("*") if p.is_file() and p.name != ".lock"}
+        train_classifier(TINY, str(tmp_path), data=data)
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"}
     assert after == before  # nothing moved, nothing claimed
 
 
@@ -425,7 +428,6 @@ def test_a_classifier_save_that_orbax_declines_stops_the_run(tmp_path, monkeypat
     import orbax.checkpoint as ocp
 
     monkeypatch.setattr(ocp.CheckpointManager, "save", lambda self, step, **kwargs: False)
-    images, labels = _random_digits()
     with pytest.raises(checkpoint.SaveFailed, match=r"^the checkpoint at step 1 in .* was not written"):
-        train_classifier(images, labels, TINY, checkpoint_dir=tmp_path / "ck")
-    assert _steps_of(tmp_path / "ck") == []
+        train_classifier(TINY, str(tmp_path), data=_random_digits())
+    assert _steps_of(tmp_path / "checkpoints") == []

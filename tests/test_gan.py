@@ -25,7 +25,7 @@ from jaxgan.classifier import steps as clf
 from jaxgan.classifier.train import checkpoint_record as classifier_record
 from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.configs.gan import GANConfig
-from jaxgan.data.images import load_images
+from jaxgan.data.images import ImageSet, load_images
 from jaxgan.errors import UserError
 from jaxgan.gan import generate
 from jaxgan.gan import steps as gan
@@ -229,8 +229,10 @@ def test_ema_decay_zero_keeps_the_ema_equal_to_the_raw_generator(small_images):
 
 def _run(images, config, tmp_path, name, reference=None):
     """Trains into tmp_path/name/{run,ck}."""
-    return train_and_evaluate(images, config, workdir=str(tmp_path / name / "run"),
-                     checkpoint_dir=str(tmp_path / name / "ck"), source="test images", reference=reference)
+    return train_and_evaluate(config, str(tmp_path / name / "run"),
+                              checkpoint_dir=str(tmp_path / name / "ck"),
+                              data=ImageSet(images=images, labels=None, source="test images"),
+                              reference=reference)
 
 
 @pytest.fixture(scope="module")
@@ -302,17 +304,23 @@ def test_restored_generator_draws_the_live_generators_images(straight_run):
 
 def test_a_checkpoint_of_other_settings_or_images_is_one_sentence(straight_run, small_images):
     tmp, _ = straight_run
-    kwargs = dict(workdir=str(tmp / "other"), checkpoint_dir=str(tmp / "straight" / "ck"))
-    with pytest.raises(UserError, match="latent_dim=100, but this run has latent_dim=50"):
-        train_and_evaluate(small_images, _small_config(epochs=6, latent_dim=50), **kwargs)
-    with pytest.raises(UserError, match="learning_rate"):
-        train_and_evaluate(small_images, _small_config(epochs=6, learning_rate=1e-3), **kwargs)
-    with pytest.raises(UserError, match="other images"):
-        train_and_evaluate(small_images[::-1].copy(), _small_config(epochs=6), **kwargs)
+    folder = str(tmp / "straight" / "run")
+    kwargs = dict(checkpoint_dir=str(tmp / "straight" / "ck"))
+    data = ImageSet(images=small_images, labels=None, source="test images")
+    with pytest.raises(UserError, match="--latent-dim 100 there, 50 here"):
+        train_and_evaluate(_small_config(epochs=6, latent_dim=50), folder, data=data, **kwargs)
+    with pytest.raises(UserError, match=r"--lr 0\.0002 there, 0\.001 here"):
+        train_and_evaluate(_small_config(epochs=6, learning_rate=1e-3), folder, data=data, **kwargs)
+    with pytest.raises(UserError, match="image fingerprint"):
+        train_and_evaluate(_small_config(epochs=6), folder,
+                           data=ImageSet(images=small_images[::-1].copy(), labels=None, source="t"), **kwargs)
     with pytest.raises(UserError, match="no checkpoint"):
         generate.restore_generator(str(tmp / "nowhere"))
-    with pytest.raises(UserError, match=r"ema_decay=0\.999, but this run has ema_decay=0\.0"):
-        train_and_evaluate(small_images, _small_config(epochs=6, ema_decay=0.0), **kwargs)
+    with pytest.raises(UserError, match=r"--ema-decay 0\.999 there, 0\.0 here"):
+        train_and_evaluate(_small_config(epochs=6, ema_decay=0.0), folder, data=data, **kwargs)
+    # Through another folder, the same checkpoints are another run's.
+    with pytest.raises(UserError, match="belongs to the run in"):
+        train_and_evaluate(_small_config(epochs=6), str(tmp / "other"), data=data, **kwargs)
 
 
 def test_a_checkpoint_from_before_the_ema_gives_its_raw_generator_only(straight_run, small_images):
@@ -483,7 +491,7 @@ def test_command_line_trains_samples_and_rejects_bad_input(small_images, tmp_pat
         assert not (tmp_path / "w3" / "metrics.jsonl").exists() and not (tmp_path / "ck3").exists()
     with pytest.raises(SystemExit) as exit_info:
         _cli.run(train_gan.main, ["--dataset", f"idx:{tmp_path / 'idx'}", "--split", "test",
-                                  "--batch-size", "1000", "--workdir", str(run),
+                                  "--batch-size", "1000", "--workdir", str(tmp_path / "run2"),
                                   "--checkpoint-dir", str(tmp_path / "ck2")])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()

@@ -22,7 +22,7 @@ from jaxgan.classifier import steps as clf
 from jaxgan.classifier.train import checkpoint_record as classifier_record
 from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.configs.gan import KIND, GANConfig
-from jaxgan.data.images import load_images
+from jaxgan.data.images import ImageSet, load_images
 from jaxgan.gan import interpolate as interp
 from jaxgan.gan.generate import restore_generator
 from jaxgan.gan.steps import init_state
@@ -40,8 +40,9 @@ TINY_CLASSIFIER = ClassifierConfig(conv1=4, conv2=8, hidden=16)
 def gan_dir(tmp_path_factory):
     """A GAN checkpoint directory (step 5: one epoch of 320 images at batch 64)."""
     root = tmp_path_factory.mktemp("gan")
-    images = load_images("digits", split="train").images[:320]
-    train(images, TINY_GAN, workdir=str(root / "run"), checkpoint_dir=str(root / "ckpt"), source="digits")
+    digits = load_images("digits", split="train")
+    train(TINY_GAN, str(root / "run"), checkpoint_dir=str(root / "ckpt"),
+          data=ImageSet(images=digits.images[:320], labels=None, source=digits.source))
     return root / "ckpt"
 
 

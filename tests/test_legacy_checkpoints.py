@@ -1,9 +1,11 @@
-"""Checkpoints written by an earlier jaxgan (commit d2b3a6f, tests/fixtures/legacy) still restore and resume.
+"""Checkpoints written by earlier jaxgan versions still restore and resume.
 
-The fixture holds one tiny checkpoint of each trainer and ``expected.json``: what the old code
-computed from them (tests/fixtures/make_legacy_checkpoints.py made both). The leaf names and the
-records are the ones today's code reads; a setting an old record predates takes the value the old
-code had (the palindrome study's Flax initialisation and shuffled batches).
+tests/fixtures/legacy (commit d2b3a6f) holds one tiny checkpoint of each trainer and ``expected.json``:
+what the old code computed from them (tests/fixtures/make_legacy_checkpoints.py made both).
+tests/fixtures/apart (commit 940cdd7, made by tests/fixtures/make_apart_checkpoints.py) holds a run
+of each trainer as that version laid them out: a results folder apart from its checkpoints. The leaf
+names and the records are the ones today's code reads; a setting an old record predates takes the
+value the old code had (the palindrome study's Flax initialisation and shuffled batches).
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ import numpy as np
 import pytest
 
 from jaxgan.classifier.restore import restore_classifier
+from jaxgan.classifier.train import train_and_evaluate as classifier_train
+from jaxgan.configs.base import from_record
+from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.configs.gan import GANConfig
 from jaxgan.configs.palindrome import PalindromeConfig
+from jaxgan.data.images import ImageSet
 from jaxgan.errors import UserError
 from jaxgan.gan.generate import restore_generator
 from jaxgan.gan.train import train_and_evaluate
@@ -50,29 +56,31 @@ def test_an_old_gan_checkpoint_restores_its_generator_and_resumes(tmp_path):
     assert record["checkpoint_step"] == EXPECTED["gan_step"] == 4
     ema, _ = restore_generator(str(LEGACY / "gan"))  # the EMA by default, as before
     assert not np.allclose(jax.tree.leaves(raw)[0], jax.tree.leaves(ema)[0])
-    images = np.load(LEGACY / "data.npz")["images"]
-    result = train_and_evaluate(images, dataclasses.replace(GAN, epochs=2), workdir=str(tmp_path / "run"),
-                                checkpoint_dir=str(_copy("gan", tmp_path)), source="fixture")
+    data = ImageSet(images=np.load(LEGACY / "data.npz")["images"], labels=None, source="fixture")
+    result = train_and_evaluate(dataclasses.replace(GAN, epochs=2), str(tmp_path / "run"), data=data,
+                                checkpoint_dir=str(_copy("gan", tmp_path)))
     assert result["resumed_from"] == 4 and result["step"] == 8
     with pytest.raises(UserError, match="was written with d_loss='sum', but this run has d_loss='mean'"):
-        train_and_evaluate(images, dataclasses.replace(GAN, epochs=3, d_loss="mean"), source="fixture",
-                           workdir=str(tmp_path / "run"), checkpoint_dir=str(tmp_path / "gan"))
+        train_and_evaluate(dataclasses.replace(GAN, epochs=3, d_loss="mean"), str(tmp_path / "run2"),
+                           data=data, checkpoint_dir=str(_copy("gan", tmp_path / "again")))
 
 
 def test_the_old_gan_state_is_read_leaf_for_leaf(tmp_path):
     """The whole old state (both networks, both Adam states, the EMA) equals what the old code saved."""
-    result = train_and_evaluate(np.load(LEGACY / "data.npz")["images"], GAN, workdir=str(tmp_path / "run"),
-                                checkpoint_dir=str(_copy("gan", tmp_path)), source="fixture")
+    data = ImageSet(images=np.load(LEGACY / "data.npz")["images"], labels=None, source="fixture")
+    result = train_and_evaluate(GAN, str(tmp_path / "run"), data=data,
+                                checkpoint_dir=str(_copy("gan", tmp_path)))
     assert result["last_epoch"] == {}  # nothing left to train: the state is the checkpoint's
     np.testing.assert_allclose(_sums(result["state"]), EXPECTED["gan_state_sums"], rtol=1e-6, atol=1e-9)
 
 
 def test_an_old_palindrome_sweep_resumes_with_the_settings_it_was_written_with(tmp_path):
     checkpoints = _copy("palindrome", tmp_path)
-    logged = []
-    results = palindrome.train(dataclasses.replace(PALINDROME, epochs=3), str(checkpoints), log=logged.append)
-    where = checkpoints / "rnn-scalar"
-    assert logged == [f"rnn/scalar: resuming from the checkpoint at epoch 2 of 3 in {where}"]
+    events = []
+    results = palindrome.train(dataclasses.replace(PALINDROME, epochs=3), str(checkpoints),
+                               progress=events.append)
+    starts = [e for e in events if e.event == "start"]
+    assert [(e.label, e.done, e.total, e.resumed) for e in starts] == [("rnn/scalar", 2, 3, True)]
     np.testing.assert_allclose(results["runs"][0]["val_acc"][:2], EXPECTED["palindrome_val_acc"])
     # The study's initialisation is a different run: refused in one sentence, nothing trained.
     with pytest.raises(UserError, match="was written with init='flax', but this run has init='study'"):
@@ -83,3 +91,56 @@ def test_an_old_classifier_checkpoint_restores_its_parameters():
     variables, record = restore_classifier(str(LEGACY / "classifier"))
     assert record["kind"] == "classifier" and record["dataset"] == "fixture"
     np.testing.assert_allclose(_sums(variables), EXPECTED["classifier_param_sums"], rtol=1e-6, atol=1e-9)
+
+
+# --- runs of the version that kept each run's checkpoints apart from its folder (runs/ and checkpoints/) ---
+
+APART = pathlib.Path(__file__).parent / "fixtures" / "apart"
+APART_EXPECTED = json.loads((APART / "expected.json").read_text())
+
+
+def _apart(name: str, tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """Writable copies of one run's folder and of its checkpoint directory, as that version laid them out."""
+    return (pathlib.Path(shutil.copytree(APART / "runs" / name, tmp_path / "runs" / name)),
+            pathlib.Path(shutil.copytree(APART / "checkpoints" / name, tmp_path / "checkpoints" / name)))
+
+
+def _fixture_images() -> ImageSet:
+    """The 64 images (and labels) the fixtures trained on."""
+    arrays = np.load(LEGACY / "data.npz")
+    return ImageSet(images=arrays["images"], labels=arrays["labels"].astype(np.int32), source="fixture")
+
+
+def test_a_gan_run_kept_apart_from_its_checkpoints_continues_in_its_folder(tmp_path):
+    """Its folder asks for its checkpoints (one sentence); given them, the run continues there."""
+    folder, checkpoints = _apart("gan", tmp_path)
+    config = from_record(GANConfig, json.loads((folder / "config.json").read_text()))
+    more = dataclasses.replace(config, epochs=2)
+    with pytest.raises(UserError, match=r"earlier jaxgan version.*--checkpoint-dir"):
+        train_and_evaluate(more, str(folder), data=_fixture_images())
+    result = train_and_evaluate(more, str(folder), data=_fixture_images(), checkpoint_dir=str(checkpoints))
+    assert result["resumed_from"] == APART_EXPECTED["gan_step"] == 4 and result["step"] == 8
+    steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # the old run's log kept, the new steps after it
+    assert json.loads((folder / "config.json").read_text())["checkpoint_dir"] == str(checkpoints)
+
+
+def test_a_palindrome_study_kept_apart_continues_in_its_folder(tmp_path):
+    """An old Part 1 folder has no record of its own: its results.json's settings stand for it."""
+    folder, checkpoints = _apart("palindrome", tmp_path)
+    saved = json.loads((folder / "results.json").read_text())["config"]
+    config = from_record(PalindromeConfig, {**saved, "num_seeds": len(saved["seeds"]), "epochs": 3})
+    results = palindrome.train_and_evaluate(config, str(folder), checkpoint_dir=str(checkpoints))
+    np.testing.assert_allclose(results["runs"][0]["val_acc"][:2], APART_EXPECTED["palindrome_val_acc"])
+    with pytest.raises(UserError, match="--hidden 4 there, 8 here"):
+        palindrome.train_and_evaluate(dataclasses.replace(config, hidden=8), str(folder),
+                                      checkpoint_dir=str(checkpoints))
+
+
+def test_a_classifier_run_kept_apart_continues_in_its_folder(tmp_path):
+    folder, checkpoints = _apart("classifier", tmp_path)
+    config = from_record(ClassifierConfig, json.loads((folder / "config.json").read_text()))
+    # Its epochs shape its learning-rate schedule, so the finished run is found whole, not extended.
+    result = classifier_train(config, str(folder), data=_fixture_images(), checkpoint_dir=str(checkpoints))
+    assert result["start_epoch"] == result["epoch"] == APART_EXPECTED["classifier_epoch"] == 1
+    np.testing.assert_allclose(_sums(result["variables"]), APART_EXPECTED["classifier_param_sums"], rtol=1e-6)

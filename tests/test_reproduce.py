@@ -76,21 +76,22 @@ def test_ctrl_c_stops_with_one_line_and_the_same_command_continues(chain):
     directory, (code, first, reported), second = chain
     assert code == 130, first
     lines = [line for line in first.splitlines() if line.startswith(("stopped:", "error:", "Traceback"))]
-    where = directory / "checkpoints" / "palindrome" / "rnn-scalar"
+    where = directory / "palindrome" / "checkpoints" / "rnn-scalar"
     assert lines == [f"stopped: SIGINT received: saved rnn/scalar at epoch 2 in {where}; the same command "
                      f"resumes from there"]
     assert not reported
-    assert "rnn/scalar: already trained from the checkpoint at epoch 2 of 2" in second
+    assert f"rnn/scalar: resuming at epoch 2 of 2 (checkpoint in {where})" in second
     straight = palindrome_train.train(dataclasses.replace(TINY.palindrome, seed=0), None)
     resumed = json.loads((directory / "palindrome" / "results.json").read_text())
     assert resumed["runs"] == straight["runs"]
 
 
-def test_restart_removes_only_what_an_earlier_run_left(tmp_path, monkeypatch):
-    """--restart clears the workdir's own outputs (after the input is checked) and nothing else."""
-    (tmp_path / "checkpoints" / "gan").mkdir(parents=True)
-    (tmp_path / "REPORT.md").write_text("an earlier report")
-    (tmp_path / "notes.txt").write_text("the user's own file")
+def test_restart_moves_the_earlier_run_aside_and_keeps_every_byte(tmp_path, monkeypatch):
+    """--restart moves what the folder held (here an earlier version's whole-study folder) to a sibling
+    named for the moment, after the input is checked; a folder of other files is refused even so."""
+    folder = tmp_path / "run"
+    (folder / "checkpoints" / "gan").mkdir(parents=True)
+    (folder / "REPORT.md").write_text("an earlier report")
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt  # as if Ctrl-C arrived as Part 1 began
@@ -98,9 +99,18 @@ def test_restart_removes_only_what_an_earlier_run_left(tmp_path, monkeypatch):
     from jaxgan import reproduce as library
 
     monkeypatch.setattr(library, "_palindrome_stage", stop)
-    code, _ = _captured(["--tiny", "--dataset", "digits", "--workdir", str(tmp_path), "--restart"])
+    code, _ = _captured(["--tiny", "--dataset", "digits", "--workdir", str(folder), "--restart"])
     assert code == 130
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("run.replaced-")]
+    assert len(moved) == 1 and (moved[0] / "REPORT.md").read_text() == "an earlier report"
+    assert (moved[0] / "checkpoints" / "gan").is_dir()
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".lock")) == ["config.json"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own file")
+    code, output = _captured(["--tiny", "--dataset", "digits", "--workdir", str(mine), "--restart"])
+    assert code == 2 and "is not a jaxgan run folder" in output
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
 def test_report_has_every_section_and_every_linked_file_exists(workdir):
@@ -158,9 +168,16 @@ def test_report_tables_hold_both_models_all_scores_and_stage_times(workdir):
     assert len(interpolation["classes"]) == 2
 
 
-def test_checkpoints_stay_inside_the_workdir(workdir):
-    """The classifier, GAN and palindrome checkpoints are all under workdir/checkpoints."""
-    assert {p.name for p in (workdir / "checkpoints").iterdir()} == {"classifier", "gan", "palindrome"}
+def test_each_stage_is_a_run_folder_inside_the_workdir(workdir):
+    """The palindrome study, the classifier and the GAN are each a run folder of their own, with their
+    checkpoints, inside the whole study's folder, which records the run."""
+    stages = {p.name for p in workdir.iterdir() if p.is_dir()}
+    assert stages == {"classifier", "gan", "palindrome"}
+    assert json.loads((workdir / "config.json").read_text()) == {
+        "preset": "tiny", "dataset": "digits", "split": "train", "seed": 0, "kind": "reproduce"}
+    for stage in stages:
+        record = json.loads((workdir / stage / "config.json").read_text())
+        assert record["checkpoint_dir"] == "checkpoints" and (workdir / stage / "checkpoints").is_dir()
 
 
 def test_a_bad_dataset_is_one_sentence_before_anything_runs(tmp_path, capsys):

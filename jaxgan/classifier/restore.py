@@ -20,14 +20,16 @@ from jaxgan.configs.classifier import KIND, ClassifierConfig
 from jaxgan.data.images import load_images
 from jaxgan.errors import UserError
 from jaxgan.models.classifier import predict
-from jaxgan.runtime import checkpoint
+from jaxgan.runtime import checkpoint, workdir
 from jaxgan.scores import SCORE_SAMPLES, Reference, make_reference
 
 WRITER_HINT = "python -m experiments.train_classifier writes those"
 
 
 def restore_classifier(checkpoint_dir: str | os.PathLike, step: int | None = None) -> tuple[dict, dict]:
-    """Restores ``({"params": ...}, record)`` of a classifier checkpoint (newest, or ``step``)."""
+    """Restores ``({"params": ...}, record)`` of a classifier checkpoint (newest, or ``step``) from a
+    classifier run folder (``train_classifier``'s workdir) or its checkpoint directory."""
+    checkpoint_dir = workdir.checkpoints_of(os.fspath(checkpoint_dir))
     checkpoint.check_kind(checkpoint_dir, KIND, hint=WRITER_HINT)
     manager = checkpoint.open_manager(checkpoint_dir, create=False)
     try:

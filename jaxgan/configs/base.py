@@ -79,6 +79,11 @@ def flag_of(field: dataclasses.Field) -> str | None:
     return spec.flag or "--" + field.name.replace("_", "-")
 
 
+def flag_names(cls: type) -> dict[str, str]:
+    """Each field's name -> its command-line flag (the field's name when it has none), for messages."""
+    return {f.name: flag_of(f) or f.name for f in dataclasses.fields(cls)}
+
+
 def as_float32(value: float) -> float:
     """``value`` as the float32 the device computes with (inf where it overflows)."""
     with np.errstate(over="ignore"):

@@ -18,13 +18,13 @@ from jaxgan.configs.gan import KIND, GANConfig
 from jaxgan.errors import UserError
 from jaxgan.gan.steps import WEIGHTS, generator_variables, init_state
 from jaxgan.models.gan import decode, latent_dim_of
-from jaxgan.runtime import checkpoint
+from jaxgan.runtime import checkpoint, workdir
 
 
 def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str | None = None
                       ) -> tuple[dict, dict]:
     """A generator's variables ``{"params", "batch_stats"}`` and its run's config plus ``checkpoint_step``
-    and ``weights``.
+    and ``weights``, from a GAN run folder (``train_gan``'s workdir) or its checkpoint directory.
 
     ``weights`` is "ema" (the EMA of the generator's weights, with its own BatchNorm statistics),
     "raw" (the generator as trained), or None: the EMA when the checkpoint keeps one, else raw.
@@ -33,6 +33,7 @@ def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str
     its raw generator; asking it (or one trained with ``ema_decay`` 0) for "ema" is a UserError,
     and so are weights that are not all finite.
     """
+    checkpoint_dir = workdir.checkpoints_of(checkpoint_dir)  # a run folder names its checkpoints
     if weights is not None and weights not in WEIGHTS:
         raise UserError(f"unknown generator weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
     checkpoint.check_kind(checkpoint_dir, KIND, label="GAN",

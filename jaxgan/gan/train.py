@@ -10,19 +10,20 @@ generators there (``scores.jsonl``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import time
 import warnings
-from collections.abc import Callable
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxgan.configs.base import resume_keys, to_record, with_legacy
+from jaxgan.configs.base import flag_names, resume_keys, to_record, with_legacy
 from jaxgan.configs.gan import KIND, GANConfig, check_batch
+from jaxgan.data.images import ImageSet
 from jaxgan.errors import UserError
 from jaxgan.gan.steps import (
     METRICS,
@@ -37,7 +38,8 @@ from jaxgan.gan.steps import (
 from jaxgan.models.gan import IMAGE_SHAPE
 from jaxgan.plotting import gan as plots
 from jaxgan.runtime import files, loop, parallel
-from jaxgan.scores import NonFiniteScore, Reference, score_value
+from jaxgan.runtime import workdir as workdir_lib
+from jaxgan.scores import NonFiniteScore, Reference, score_text, score_value
 
 
 def score_line(scores: dict, *, step: int, epoch: int, num_samples: int) -> dict:
@@ -119,88 +121,99 @@ def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, fi
             plots.save_grid(grid.reshape(-1, *IMAGE_SHAPE), _sample_path(samples_dir, int(step)))
 
 
-def _check_images(run: loop.Run, record: dict, checkpoint_dir: str) -> None:
-    """Refuses a checkpoint that was trained on other images than this run's."""
-    saved = run.saved_record
-    if (saved.get("num_images"), saved.get("data_sha256")) != (record["num_images"], record["data_sha256"]):
-        theirs = f"{saved.get('source') or 'unknown source'}, {saved.get('num_images')} images"
-        ours = f"{record['source'] or 'given array'}, {record['num_images']} images"
-        raise UserError(f"the checkpoint in {checkpoint_dir} was trained on other images ({theirs}) "
-                        f"than this run's ({ours})")
+# How messages name the record's keys: the config's flags, and the images' identity.
+NAMES = {**flag_names(GANConfig), "num_images": "number of images", "data_sha256": "image fingerprint"}
 
 
-def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, checkpoint_dir: str,
-                       source: str = "", progress: Callable[[dict], None] | None = None,
-                       restart: bool = False, reference: Reference | None = None,
-                       mesh: Mesh | None = None) -> dict:
-    """Trains (or resumes) the GAN on uint8 images [N, 28, 28] up to ``config.epochs`` in total.
+def record_of(config: GANConfig, images: np.ndarray, source: str) -> dict:
+    """The run's record: its settings, and the images it trains on (their count and fingerprint)."""
+    return {**to_record(config, KIND), "source": source, "num_images": int(images.shape[0]),
+            "data_sha256": fingerprint(images), "steps_per_epoch": images.shape[0] // config.batch_size,
+            "dropped_per_epoch": images.shape[0] % config.batch_size}
 
-    Writes ``config.json``, ``metrics.jsonl`` (one line per step), ``samples/step_XXXXXXX.png``
-    and, at the end, ``progress.png`` (grids at the start, middle and end) and ``losses.png``
-    in ``workdir``; checkpoints go to ``checkpoint_dir``, and one that holds any is resumed
-    from its newest that restores (damaged newer ones are set aside with a warning; when none
-    restores, ``restart`` allows a fresh start). The directory is locked for the run. SIGINT or
-    SIGTERM ends the run at the end of the current epoch with a checkpoint there and raises
-    ``Interrupted``; a NaN or infinite metric raises ``loop.NonFinite`` without saving that epoch.
-    ``progress`` gets a ``{"event": "start", ...}`` dict, then one ``{"event": "epoch", ...}``
-    dict per epoch.
+
+def identity(record: dict) -> dict:
+    """What another run must share with this one to continue it: the settings that shape its numbers,
+    and the images."""
+    return {k: record[k] for k in [*resume_keys(GANConfig), "num_images", "data_sha256"]}
+
+
+def check_workdir(config: GANConfig, workdir: str, *, data: ImageSet | None = None,
+                  checkpoint_dir: str | None = None, restart: bool = False) -> bool:
+    """The checks ``train_and_evaluate`` makes of its run folder before it writes anything (scripts call
+    it before loading images, and again before compiling); without ``data`` the images are not
+    compared. Whether the folder holds this run already."""
+    must_match = {k: v for k, v in to_record(config, KIND).items() if k in resume_keys(GANConfig)}
+    if data is not None:
+        must_match = identity(record_of(config, data.images, data.source))
+    return workdir_lib.check(workdir, kind=KIND, must_match=must_match, checkpoint_dir=checkpoint_dir,
+                             names=NAMES, restart=restart)
+
+
+def train_and_evaluate(config: GANConfig, workdir: str, *, data: ImageSet, checkpoint_dir: str | None = None,
+                       restart: bool = False, progress: loop.ProgressFn = loop.ignore,
+                       reference: Reference | None = None, mesh: Mesh | None = None) -> dict:
+    """Trains (or resumes) the GAN on ``data.images`` (uint8 [N, 28, 28]) up to ``config.epochs`` in total.
+
+    The run is the folder ``workdir`` (``jaxgan.runtime.workdir.claim``): ``config.json``,
+    ``metrics.jsonl`` (one line per step), ``samples/step_XXXXXXX.png`` and, at the end,
+    ``progress.png`` (grids at the start, middle and end) and ``losses.png``; checkpoints in
+    ``workdir/checkpoints`` unless ``checkpoint_dir`` says otherwise. A folder that holds this run
+    resumes from its newest checkpoint that restores (damaged newer ones are set aside with a
+    warning); one that holds another run, or anything else, is refused before anything is written;
+    ``restart`` moves what it held aside and starts over. SIGINT or SIGTERM ends the run at the end
+    of the current epoch with a checkpoint there and raises ``Interrupted``; a NaN or infinite metric
+    raises ``loop.NonFinite`` without saving that epoch. ``progress`` gets ``loop.Progress`` events:
+    "start", then "chunk" per epoch (and "scores" per scored checkpoint).
 
     With a ``reference`` (``jaxgan.classifier.restore.held_out_reference``), every scheduled
     checkpoint (each ``checkpoint_every`` epochs and the last, not one a signal forces) also
     scores the raw and EMA generators on ``reference.num_samples`` images of fixed noise: one
-    line per checkpoint in ``scores.jsonl`` (cut back on resume as metrics.jsonl is), a
-    ``{"event": "scores", ...}`` progress dict with the seconds it took, and ``scores.png`` at the end.
+    line per checkpoint in ``scores.jsonl`` (cut back on resume as metrics.jsonl is) and
+    ``scores.png`` at the end.
 
     ``mesh`` (default: ``default_mesh()``) makes training data parallel when it spans several
     devices: parameters replicated, each batch split over the devices (the batch size must be a
-    multiple of their count); a one-device mesh is the plain path.
+    multiple of their count); a one-device mesh is the plain path. In a multi-process run every
+    process trains and checkpoints, and process 0 alone writes the folder's files.
 
-    In a multi-process run every process trains and checkpoints, and process 0 alone writes
-    ``workdir`` (``parallel.is_writer``).
-
-    Returns a summary: the final step and epoch, the last epoch's means, compile, training and
-    scoring seconds, steps/s (None when nothing was left to train), and the final state.
+    Returns a summary: the final step and epoch, the epoch it resumed from, the last epoch's means,
+    compile, training and scoring seconds, steps/s (None when nothing was left to train), and the
+    final ``state``.
     """
     config.validate()
-    images = _validate_images(images, config.batch_size)
-    num_images = images.shape[0]
-    steps_per_epoch = num_images // config.batch_size
+    images = _validate_images(data.images, config.batch_size)
+    steps_per_epoch = images.shape[0] // config.batch_size
     mesh = default_mesh() if mesh is None else mesh
     if not parallel.is_parallel(mesh):
         mesh = None  # one device: the same program (and jit cache entry) as without a mesh
     elif config.batch_size % mesh.size:
         raise UserError(f"the batch size {config.batch_size} cannot be split evenly over {mesh.size} "
                         f"devices; choose a multiple of {mesh.size} or make fewer devices visible")
-    record = {**to_record(config, KIND), "source": source, "num_images": num_images,
-              "data_sha256": fingerprint(images), "steps_per_epoch": steps_per_epoch,
-              "dropped_per_epoch": num_images % config.batch_size}
-    samples_dir = os.path.join(workdir, "samples")
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    scores_path = os.path.join(workdir, "scores.jsonl")
-    report = progress or (lambda info: None)
-
+    record = record_of(config, images, data.source)
     abstract = jax.eval_shape(functools.partial(init_state, config))
-    must_match = {k: record[k] for k in resume_keys(GANConfig)}
-    with loop.open_run(checkpoint_dir, kind=KIND, record=record, abstract=abstract, must_match=must_match,
-                       upgrade=lambda saved: with_legacy(GANConfig, saved), keep=config.keep_checkpoints,
-                       restart=restart) as run:
-        if run.resumed:
-            _check_images(run, record, checkpoint_dir)
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(workdir_lib.claim(
+            workdir, kind=KIND, record=record, must_match=identity(record), checkpoint_dir=checkpoint_dir,
+            names=NAMES, restart=restart, log=lambda text: progress(loop.Progress(
+                "message", "gan", 0, config.epochs, text=text))))
+        run = stack.enter_context(loop.open_run(
+            folder.checkpoint_dir, kind=KIND, record=record, abstract=abstract, must_match=identity(record),
+            upgrade=lambda saved: with_legacy(GANConfig, saved), keep=config.keep_checkpoints))
+        folder.commit()  # the checkpoints opened: this is the folder's run now
+        samples_dir, metrics_path = folder.file("samples"), folder.file("metrics.jsonl")
+        scores_path = folder.file("scores.jsonl")
         state = run.state if run.resumed else init_state(config)
         start_step = int(state.step)
-        # Whatever the workdir holds beyond the starting point belongs to a run that is now
-        # being redone: the log is cut there and later grids are drawn again.
+        # What the folder holds beyond the starting point belongs to this run's own steps that are
+        # now redone: the logs are cut there and later grids are drawn again.
         if run.writer:
-            try:
-                os.makedirs(samples_dir, exist_ok=True)
-            except OSError as err:
-                raise UserError(f"cannot create {samples_dir}: {err.strerror}") from None
+            os.makedirs(samples_dir, exist_ok=True)
             files.truncate_jsonl(metrics_path, "step", start_step)
             files.truncate_jsonl(scores_path, "step", start_step)
             for step, path in plots.grid_files(samples_dir):
                 if step > start_step:
                     os.remove(path)
-            files.write_json(os.path.join(workdir, "config.json"), record)
 
         noise = grid_noise(state, config.latent_dim)
         if mesh is None:
@@ -208,8 +221,9 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
         else:  # data parallel: all three whole on every device; the epoch splits each batch
             state, images_dev, noise = parallel.put((state, images, noise), parallel.replicated(mesh))
         start_epoch = start_step // steps_per_epoch
-        report({"event": "start", "epoch": start_epoch, "epochs": config.epochs, "step": start_step,
-                "resumed": run.resumed, "steps_per_epoch": steps_per_epoch})
+        progress(loop.Progress("start", "gan", start_epoch, config.epochs, resumed=run.resumed,
+                               text=f"step {start_step}, checkpoint in {folder.checkpoint_dir}"
+                               if run.resumed else ""))
         tick = time.perf_counter()
         if start_epoch < config.epochs:  # compiled once here; every epoch reuses it
             compiled = epoch_function(config.batch_size, config.sample_every, mesh, config.d_loss,
@@ -227,58 +241,76 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
             """Where a non-finite metric appeared: its step and epoch."""
             return f"{name} became {value} at step {first_step + index[0]} (epoch {epoch + 1})"
 
+        def score(step: int) -> None:
+            """Scores the state at a scheduled checkpoint into scores.jsonl, and reports it."""
+            nonlocal score_s
+            tick = time.perf_counter()
+            scores = jax.device_get(scorer(state, *score_args))
+            line = score_line(scores, step=step, epoch=epoch + 1, num_samples=reference.num_samples)
+            if "not_finite" in line:
+                names = ", ".join(line["not_finite"])
+                warnings.warn(f"the scores {names} at step {step} are not finite; {scores_path} records "
+                              f"them as null", NonFiniteScore, stacklevel=2)
+            if run.writer:
+                files.append_jsonl(scores_path, [line])
+            seconds = time.perf_counter() - tick
+            score_s += seconds
+            shown = {k: v for k, v in line.items() if k.startswith(("inception_score_", "fid_"))}
+            found = [f"{w}: IS {score_text(line[f'inception_score_{w}'])}, FID {score_text(line[f'fid_{w}'])}"
+                     for w in ("raw", "ema") if f"fid_{w}" in line]
+            progress(loop.Progress("scores", "gan", epoch + 1, config.epochs,
+                                   metrics={**shown, "seconds": seconds},
+                                   text=f"step {step} scores ({seconds:.1f} s): {'; '.join(found)}"))
+
+        def log(upto: int | None) -> None:
+            """The epoch's metrics and grids (the finite steps only, when ``upto`` is given), its scores
+            at a scheduled checkpoint, and the progress event."""
+            if run.writer:
+                kept = metrics if upto is None else {k: v[:upto] for k, v in metrics.items()}
+                _write_epoch(kept, grids, grid_steps, first_step=first_step, epoch=epoch + 1,
+                             metrics_path=metrics_path, samples_dir=samples_dir)
+            if upto is not None:
+                return
+            # Scored at scheduled checkpoints only, so an interrupted run's log equals an unbroken one's.
+            if scheduled and reference is not None:
+                score(step)
+            means = {k: float(np.mean(metrics[k])) for k in METRICS}
+            last.update(means)
+            shown = {k: means[k] for k in ("d_loss", "g_loss", "d_real", "d_fake")}
+            progress(loop.Progress("chunk", "gan", epoch + 1, config.epochs,
+                                   metrics={"step": step, **shown, "steps_per_s": steps_per_epoch / seconds}))
+
         train_s, score_s, last = 0.0, 0.0, {}
         for epoch in range(start_epoch, config.epochs):
             tick = time.perf_counter()
             state, metrics, grids, grid_steps = compiled(state, images_dev, noise)
             metrics, grids, grid_steps = jax.device_get((metrics, grids, grid_steps))  # the one sync
+            metrics = {k: metrics[k] for k in METRICS}  # of two bad metrics at one step, METRICS' order picks
             seconds = time.perf_counter() - tick
             train_s += seconds
             first_step = epoch * steps_per_epoch + 1
-            if run.writer:
-                _write_epoch(metrics, grids, grid_steps, first_step=first_step, epoch=epoch + 1,
-                             metrics_path=metrics_path, samples_dir=samples_dir)
-            # A broken epoch's state is never saved; of two bad metrics at one step, METRICS' order picks.
-            run.check_finite({k: metrics[k] for k in METRICS}, describe)
             step = int(state.step)
-            signum = run.stop_signal() if epoch + 1 < config.epochs else None
             scheduled = (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
-            if scheduled or signum is not None:
-                run.save(step, state)
-            # Scored at scheduled checkpoints only, so an interrupted run's log equals an unbroken one's.
-            if scheduled and reference is not None:
-                tick = time.perf_counter()
-                scores = jax.device_get(scorer(state, *score_args))
-                line = score_line(scores, step=step, epoch=epoch + 1, num_samples=reference.num_samples)
-                if "not_finite" in line:
-                    names = ", ".join(line["not_finite"])
-                    warnings.warn(f"the scores {names} at step {step} are not finite; {scores_path} records "
-                                  f"them as null", NonFiniteScore, stacklevel=2)
-                if run.writer:
-                    files.append_jsonl(scores_path, [line])
-                seconds_scoring = time.perf_counter() - tick
-                score_s += seconds_scoring
-                report({"event": "scores", "epoch": epoch + 1, "step": step, "seconds": seconds_scoring,
-                        **line})
-            if signum is not None:
-                run.interrupt(signum, f"saved a checkpoint at step {step} (the end of epoch {epoch + 1}) in "
-                                      f"{checkpoint_dir}; the same command resumes from there")
-            last = {k: float(np.mean(metrics[k])) for k in METRICS}
-            report({"event": "epoch", "epoch": epoch + 1, "epochs": config.epochs, "step": step,
-                    "steps_per_s": steps_per_epoch / seconds, **last})
+            run.end_chunk(step=step, state=state, metrics=metrics, describe=describe, log=log, save=scheduled,
+                          last=epoch + 1 == config.epochs,
+                          where=lambda step=step, done=epoch + 1: (
+                              f"saved a checkpoint at step {step} (the end of epoch {done}) in "
+                              f"{folder.checkpoint_dir}; the same command resumes from there"))
 
         final_step = int(state.step)
         # On every process (with a mesh it is a collective); as the grids of the epochs are drawn.
         final_grid = np.asarray(_draw_grid(state.gen, noise, config.grid_mode)).reshape(-1, *IMAGE_SHAPE)
         if run.writer:
             plots.save_grid(final_grid, _sample_path(samples_dir, final_step))
-            plots.progress_figure(samples_dir, os.path.join(workdir, "progress.png"))
+            plots.progress_figure(samples_dir, folder.file("progress.png"))
             if os.path.exists(metrics_path):
-                plots.loss_figure(metrics_path, os.path.join(workdir, "losses.png"))
+                plots.loss_figure(metrics_path, folder.file("losses.png"))
             if os.path.exists(scores_path):
-                plots.scores_figure(scores_path, os.path.join(workdir, "scores.png"))
+                plots.scores_figure(scores_path, folder.file("scores.png"))
     trained = final_step - start_step
-    return {"step": final_step, "epoch": final_step // steps_per_epoch, "resumed_from": run.start or None,
+    return {"step": final_step, "epoch": final_step // steps_per_epoch, "start_epoch": start_epoch,
+            "resumed_from": run.start or None, "workdir": folder.path,
+            "checkpoint_dir": folder.checkpoint_dir,
             "compile_s": compile_s, "train_s": train_s, "score_s": score_s,
             "steps_per_s": trained / train_s if train_s else None, "last_epoch": last,
             "state": state}

@@ -1,18 +1,16 @@
 """Part 1 as one call: every (model, encoding) sweep of a study, checkpointed per chunk, resumable.
 
-``train(config, checkpoint_dir)`` trains every sweep and returns the results dict;
-``train_and_evaluate(config, workdir, checkpoint_dir)`` also writes results.json, summary.md and
-the figures (``jaxgan.palindrome.summary``). Both are what ``experiments.palindrome`` and the
-whole-study report run.
+``train_and_evaluate(config, workdir)`` claims the run folder (``jaxgan.runtime.workdir``), trains
+every sweep (``train``) and writes results.json, summary.md and the figures there
+(``jaxgan.palindrome.summary``). It is what ``experiments.palindrome`` and the whole-study report run.
 
-Checkpoints: each sweep has its own Orbax directory ``checkpoint_dir/MODEL-ENCODING``, saved
+Checkpoints: each sweep has its own Orbax directory ``WORKDIR/checkpoints/MODEL-ENCODING``, saved
 (asynchronously) after every chunk of epochs with the stacked RunState and the metrics of
 every epoch so far, through the project's one run loop (``jaxgan.runtime.loop``): a run that is
 killed restarts from the end of its newest complete chunk and ends bit for bit where an
 unbroken run ends, metrics included. ``config.epochs`` is the total: a finished study whose
-checkpoints are kept continues to a larger total. The whole study holds the lock of
-``checkpoint_dir``; SIGINT or SIGTERM stops it at the end of the current chunk, after that
-chunk's checkpoint is written.
+checkpoints are kept continues to a larger total. The study holds the lock of its folder;
+SIGINT or SIGTERM stops it at the end of the current chunk, after that chunk's checkpoint is written.
 """
 
 from __future__ import annotations
@@ -25,32 +23,18 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from jaxgan.configs.base import to_record, with_legacy
+from jaxgan.configs.base import flag_names, resume_keys, to_record, with_legacy
 from jaxgan.configs.palindrome import PalindromeConfig
 from jaxgan.errors import UserError
 from jaxgan.palindrome import summary
 from jaxgan.palindrome.steps import METRICS, RunConfig
 from jaxgan.palindrome.sweep import init_sweep, pair_arrays, run_lengths, sweep_chunks
-from jaxgan.runtime import checkpoint, loop, signals
+from jaxgan.runtime import loop, signals
+from jaxgan.runtime import workdir as workdir_lib
 
 KIND = "palindrome-sweep"
 
-Progress = Callable[[str, int], Callable[[int, dict], None] | None]
-
-
-def check_checkpoint_root(checkpoint_dir: str) -> None:
-    """Refuses a directory that is itself one run's checkpoint directory (a GAN's, a classifier's, a sweep's).
-
-    The study keeps one sub-directory per sweep below ``checkpoint_dir``, so checkpoints
-    directly inside it belong to something else.
-    """
-    kind = checkpoint.kind_at(checkpoint_dir)
-    if kind is None:
-        return
-    what = "one palindrome sweep's" if kind == KIND else f"a {kind!r}"
-    raise UserError(f"{os.path.abspath(checkpoint_dir)} is {what} checkpoint directory, but the palindrome "
-                    f"study needs a directory of its own, in which it keeps one folder per model and "
-                    f"encoding; choose another checkpoint directory")
+RUN_KIND = "palindrome"  # the study's run folder; KIND is each sweep's checkpoint directory
 
 
 def sweep_record(run_config: RunConfig, lengths: Sequence[int], seeds: Sequence[int], epochs: int) -> dict:
@@ -66,18 +50,19 @@ def sweep_target(run_config: RunConfig, lengths: Sequence[int], seeds: Sequence[
     return {"runs": runs, "history": {name: jax.ShapeDtypeStruct(shape, np.float32) for name in METRICS}}
 
 
-def train(config: PalindromeConfig, checkpoint_dir: str | None, *, progress: Progress | None = None,
-          log: Callable[[str], None] | None = None, restart: bool = False) -> dict:
-    """Trains (or resumes) every sweep of ``config``; returns the results dict.
+def train(config: PalindromeConfig, checkpoint_dir: str | None, *, progress: loop.ProgressFn = loop.ignore,
+          received: list[int] | None = None, opened: Callable[[], None] | None = None) -> dict:
+    """Trains (or resumes) every sweep of ``config``; returns the results dict. The caller holds the run
+    folder (``train_and_evaluate`` claims it; tests and benchmarks may call this alone).
 
-    ``progress(label, epochs)`` may return an ``on_chunk(epochs_done, metrics)`` callback for
-    each sweep; a resumed sweep calls it first with the resumed epoch and the metrics so far.
     With a ``checkpoint_dir``, every chunk of every sweep is checkpointed in
     ``checkpoint_dir/MODEL-ENCODING`` and a sweep with checkpoints of the same settings resumes
-    from its newest good one (damaged newer ones are set aside with a CheckpointWarning; when
-    none restores, ``restart`` allows a fresh start), keeping the newest ``config.keep_checkpoints``.
-    ``log`` gets one line per resumed sweep. Raises ``loop.Interrupted`` after a checkpoint when
-    SIGINT or SIGTERM arrived, and ``loop.NonFinite`` (without saving) when a metric stops being finite.
+    from its newest good one (damaged newer ones are set aside with a CheckpointWarning),
+    keeping the newest ``config.keep_checkpoints``. ``progress`` gets a "start" event per sweep (its
+    label ``MODEL/ENCODING``, resumed or not) and a "chunk" event after every chunk. Raises
+    ``loop.Interrupted`` after a checkpoint when SIGINT or SIGTERM arrived, and ``loop.NonFinite``
+    (without saving) when a metric stops being finite. ``opened()`` is called as each sweep's
+    checkpoints have opened, before it trains.
 
     Results: ``{"config": the study's settings, "runs": [one dict per (model, encoding, length,
     seed) with its metrics per epoch and "final_val_acc"]}``.
@@ -86,46 +71,72 @@ def train(config: PalindromeConfig, checkpoint_dir: str | None, *, progress: Pro
     lengths, seeds = list(config.lengths), list(config.seeds)
     runs = []
     with contextlib.ExitStack() as stack:
-        if checkpoint_dir is not None:
-            check_checkpoint_root(checkpoint_dir)
-            try:
-                os.makedirs(checkpoint_dir, exist_ok=True)
-            except OSError as err:
-                raise UserError(f"cannot create checkpoint directory {checkpoint_dir}: "
-                                f"{err.strerror}") from None
-            stack.enter_context(checkpoint.lock(checkpoint_dir))
-        received = stack.enter_context(signals.deferred_signals())
+        if received is None:
+            received = stack.enter_context(signals.deferred_signals())
         for index, (model, encoding) in enumerate(config.sweeps):
             run_config = RunConfig.of(config, model, encoding, max(lengths))
             directory = checkpoint_dir and os.path.join(checkpoint_dir, f"{model}-{encoding}")
             metrics = train_sweep(run_config, lengths, seeds, config.epochs, directory,
                                   label=f"{model}/{encoding}", chunk_epochs=config.chunk_epochs,
                                   strategy=config.strategy, keep=config.keep_checkpoints, progress=progress,
-                                  log=log, restart=restart, received=received,
-                                  last=index == len(config.sweeps) - 1)
+                                  received=received, last=index == len(config.sweeps) - 1, opened=opened)
             for r, (length, seed) in enumerate((t, s) for t in lengths for s in seeds):
                 run = {"model": model, "encoding": encoding, "length": length, "seed": seed}
                 run.update({name: metrics[name][r].round(6).tolist() for name in METRICS})
                 run["final_val_acc"] = run["val_acc"][-1]
                 runs.append(run)
-    # The results' settings: all but how many checkpoints were kept, which says nothing about them.
-    record = {**to_record(config), "seeds": seeds}
+    return {"config": results_record(config), "runs": runs}
+
+
+def results_record(config: PalindromeConfig) -> dict:
+    """The study's settings as its results and run folder record them: all but how many checkpoints were
+    kept, which says nothing about them, and with the seeds spelled out."""
+    record = {**to_record(config), "seeds": list(config.seeds)}
     del record["keep_checkpoints"]
-    return {"config": record, "runs": runs}
+    return record
 
 
-def train_and_evaluate(config: PalindromeConfig, workdir: str, checkpoint_dir: str | None, **kwargs) -> dict:
-    """``train`` and then ``summary.write_results`` into ``workdir``; returns the results with
-    ``"written"``, the paths written (none on a process other than 0)."""
-    results = train(config, checkpoint_dir, **kwargs)
-    return {**results, "written": summary.write_results(results, workdir)}
+def identity(config: PalindromeConfig) -> dict:
+    """What another study must share with this one to continue it in the same folder."""
+    return {k: v for k, v in to_record(config).items() if k in resume_keys(PalindromeConfig)}
+
+
+def check_workdir(config: PalindromeConfig, workdir: str, *, checkpoint_dir: str | None = None,
+                  restart: bool = False) -> bool:
+    """The checks ``train_and_evaluate`` makes of its run folder before it writes anything; whether the
+    folder holds this study already."""
+    return workdir_lib.check(workdir, kind=RUN_KIND, must_match=identity(config),
+                             checkpoint_dir=checkpoint_dir,
+                             checkpoint_kind=KIND, nested=True, names=flag_names(PalindromeConfig),
+                             restart=restart)
+
+
+def train_and_evaluate(config: PalindromeConfig, workdir: str, *, checkpoint_dir: str | None = None,
+                       restart: bool = False, progress: loop.ProgressFn = loop.ignore) -> dict:
+    """Trains (or resumes) the study in the run folder ``workdir`` and writes its results there.
+
+    The folder (``jaxgan.runtime.workdir.claim``) holds ``config.json``, ``results.json``,
+    ``summary.md``, the figures and the checkpoints (``workdir/checkpoints/MODEL-ENCODING`` unless
+    ``checkpoint_dir`` says otherwise); a folder that holds this study resumes it (``--epochs`` is a
+    total: a finished study continues to more), one that holds another run is refused, and
+    ``restart`` moves what it held aside. Returns the results (see ``train``) with ``"written"``, the
+    paths written (none on a process other than 0), and the run's folders.
+    """
+    config.validate()
+    with workdir_lib.claim(workdir, kind=RUN_KIND, record=results_record(config), must_match=identity(config),
+                           checkpoint_dir=checkpoint_dir, checkpoint_kind=KIND, nested=True,
+                           names=flag_names(PalindromeConfig), restart=restart,
+                           log=lambda text: progress(loop.Progress("message", "palindrome", 0, config.epochs,
+                                                                   text=text))) as folder:
+        results = train(config, folder.checkpoint_dir, progress=progress, opened=folder.commit)
+        written = summary.write_results(results, folder.path)
+    return {**results, "written": written, "workdir": folder.path, "checkpoint_dir": folder.checkpoint_dir}
 
 
 def train_sweep(run_config: RunConfig, lengths: list[int], seeds: list[int], epochs: int,
                 directory: str | None, *, label: str, chunk_epochs: int, strategy: str, keep: int,
-                progress: Progress | None = None, log: Callable[[str], None] | None = None,
-                restart: bool = False, received: list[int] | None = None,
-                last: bool = True) -> dict[str, np.ndarray]:
+                progress: loop.ProgressFn = loop.ignore, received: list[int] | None = None,
+                last: bool = True, opened: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
     """One sweep from its newest good checkpoint in ``directory`` (or from scratch) to ``epochs``; returns
     metrics ``{name: [R, epochs]}``.
 
@@ -135,11 +146,13 @@ def train_sweep(run_config: RunConfig, lengths: list[int], seeds: list[int], epo
     results are written as usual.
     """
     record = sweep_record(run_config, lengths, seeds, epochs)
-    with loop.open_run(directory, kind=KIND, record=record, label=label, keep=keep, restart=restart,
+    with loop.open_run(directory, kind=KIND, record=record, label=label, keep=keep,
                        must_match={k: v for k, v in record.items() if k not in ("kind", "epochs")},
-                       upgrade=_upgrade, lock=False, unit="epoch", received=received,
+                       upgrade=_upgrade, unit="epoch", received=received,
                        abstract=lambda saved: sweep_target(run_config, lengths, seeds,
                                                            saved["epochs"])) as run:
+        if opened is not None:
+            opened()
         history = {name: np.full((len(lengths) * len(seeds), epochs), np.nan, np.float32) for name in METRICS}
         start = run.start
         if run.resumed:
@@ -150,12 +163,8 @@ def train_sweep(run_config: RunConfig, lengths: list[int], seeds: list[int], epo
             for name in METRICS:
                 saved = np.asarray(run.state["history"][name])
                 history[name][:, :start] = saved[:, :start]
-            if log is not None:
-                done = "already trained" if start >= epochs else "resuming"
-                log(f"{label}: {done} from the checkpoint at epoch {start} of {epochs} in {directory}")
-        on_chunk = progress(label, epochs) if progress is not None else None
-        if on_chunk is not None and start:
-            on_chunk(start, {name: history[name][:, :start] for name in METRICS})
+        progress(loop.Progress("start", label, start, epochs, resumed=run.resumed,
+                               text=f"checkpoint in {directory}" if run.resumed else ""))
         runs = data = None  # a sweep already trained to the end needs neither
         if start < epochs:
             # The data is made again from the keys; the runs come from the checkpoint when there is one.
@@ -172,16 +181,22 @@ def train_sweep(run_config: RunConfig, lengths: list[int], seeds: list[int], epo
                                                    chunk_epochs=chunk_epochs, strategy=strategy,
                                                    run_lengths=run_lengths(lengths, seeds)):
             first = done - len(metrics["train_loss"][0])
-            run.check_finite(metrics, describe)  # before the save: the last good checkpoint stays the newest
-            for name in METRICS:
-                history[name][:, first:done] = metrics[name]
-            # Copies: the save runs in the background while the next chunk fills ``history``.
-            run.save(done, {"runs": trained, "history": {k: v.copy() for k, v in history.items()}})
-            if on_chunk is not None:
-                on_chunk(done, metrics)
-            signum = run.stop_signal()
-            if signum is not None and (done < epochs or not last):
-                run.interrupt(signum, _where(run, label, done))
+
+            def log(upto: int | None, first: int = first, done: int = done, metrics: dict = metrics) -> None:
+                """The chunk into the history (kept in the checkpoint), and its progress event."""
+                if upto is not None:
+                    return
+                for name in METRICS:
+                    history[name][:, first:done] = metrics[name]
+                progress(loop.Progress("chunk", label, done, epochs,
+                                       metrics={"val_acc": float(metrics["val_acc"][:, -1].mean())}))
+
+            # Copies, made when saving: the save runs in the background while the next chunk fills history.
+            run.end_chunk(step=done, state=lambda trained=trained: {
+                              "runs": trained, "history": {k: v.copy() for k, v in history.items()}},
+                          metrics=metrics, describe=describe, log=log, save=True,
+                          last=done >= epochs and last,
+                          where=lambda done=done: _where(run, label, done))
         if start >= epochs and not last:  # nothing trained here: a signal between sweeps still stops
             signum = run.stop_signal()
             if signum is not None:

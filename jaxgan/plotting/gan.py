@@ -9,6 +9,8 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections.abc import Callable
+from typing import IO
 
 import numpy as np
 
@@ -36,12 +38,16 @@ def save_grid(images: np.ndarray, path: str, nrow: int | None = None, scale: int
 
     Each pixel becomes a ``scale`` x ``scale`` block, so a 28x28 digit is big enough to see.
     """
+    files.write_atomic(path, grid_writer(images, nrow, scale), binary=True)
+
+
+def grid_writer(images: np.ndarray, nrow: int | None = None, scale: int = 3) -> Callable[[IO], None]:
+    """The function that writes ``save_grid``'s PNG into an open binary file (for ``files.write_all``)."""
     import matplotlib.image
 
     nrow = nrow or int(np.ceil(np.sqrt(len(images))))
     grid = np.kron(grid_image(images, nrow), np.ones((scale, scale), np.float32))
-    files.write_atomic(path, lambda f: matplotlib.image.imsave(f, grid, cmap="gray", vmin=0.0, vmax=1.0,
-                                                               format="png"), binary=True)
+    return lambda f: matplotlib.image.imsave(f, grid, cmap="gray", vmin=0.0, vmax=1.0, format="png")
 
 
 def grid_files(samples_dir: str) -> list[tuple[int, str]]:

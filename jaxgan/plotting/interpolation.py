@@ -5,6 +5,9 @@ Drawn on a ``matplotlib.figure.Figure`` with the Agg canvas (never pyplot), impo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import IO
+
 import numpy as np
 
 from jaxgan.runtime import files
@@ -33,6 +36,11 @@ def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: 
 
     Without ``probs`` each image is titled with its path fraction t. Written atomically; returns ``path``.
     """
+    return files.write_atomic(path, rows_writer(images, probs, title), binary=True)
+
+
+def rows_writer(images: np.ndarray, probs: np.ndarray | None, title: str = "") -> Callable[[IO], None]:
+    """The function that writes ``rows_figure``'s PNG into an open binary file (for ``files.write_all``)."""
     from matplotlib.figure import Figure
 
     images = np.asarray(images)
@@ -51,4 +59,4 @@ def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return files.save_figure(fig, path, dpi=DPI)
+    return lambda f: fig.savefig(f, format="png", dpi=DPI)

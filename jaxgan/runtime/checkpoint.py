@@ -328,9 +328,8 @@ def lock(directory: str | os.PathLike) -> Iterator[str]:
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise UserError(f"another run (process {holder}) is using the checkpoint directory "
-                            f"{os.path.dirname(path)}; wait for it to finish or choose another "
-                            f"directory") from None
+            raise UserError(f"another run (process {holder}) is using {os.path.dirname(path)}; wait for it "
+                            f"to finish, or choose another folder") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         os.fsync(fd)
@@ -338,6 +337,30 @@ def lock(directory: str | os.PathLike) -> Iterator[str]:
             yield path
         finally:
             os.ftruncate(fd, 0)  # no holder named once released
+    finally:
+        os.close(fd)
+
+
+def holder(directory: str | os.PathLike) -> str | None:
+    """The process that holds ``directory``'s lock (its pid as the lock file says), or None when it is free.
+
+    Only looks: a lock taken to look is released at once, and a missing lock file is not made.
+    """
+    name = LOCK_NAME if jax.process_count() == 1 else f"{LOCK_NAME}.{jax.process_index()}"
+    path = os.path.join(os.path.abspath(directory), name)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
     finally:
         os.close(fd)
 
@@ -394,8 +417,8 @@ def restore_latest_good(manager: ocp.CheckpointManager, abstract_state: Any, *, 
     damaged = [n for n in moves if n not in temporaries]
     if found is None and damaged and not restart:
         raise NoGoodCheckpoint(f"none of the checkpoints in {directory} can be restored (steps "
-                               f"{', '.join(damaged)}); restart to train from scratch, which keeps them "
-                               f"in {os.path.join(directory, DAMAGED_DIR)}")
+                               f"{', '.join(damaged)}); --restart starts the run over, moving its folder "
+                               f"aside (nothing is deleted)")
     if set_aside and moves:
         for name in moves:
             where = _set_aside(directory, name)

@@ -10,32 +10,57 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO
 
 import numpy as np
+
+_UMASK = os.umask(0o022)  # read once (setting it is the only way), then put back
+os.umask(_UMASK)
+
+
+def _temporary_beside(path: str, binary: bool) -> tuple[IO, str]:
+    """A new temporary file in ``path``'s folder, named for this process alone (``.NAME.XXXXXXXX.EXT``):
+    two writers never share one, and the extension is kept for writers that choose a format by it."""
+    folder, name = os.path.split(os.path.abspath(path))
+    root, ext = os.path.splitext(name)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{root}.", suffix=f".tmp{ext}")
+    os.fchmod(fd, 0o666 & ~_UMASK)  # what open() would have made, not mkstemp's private 0o600
+    return os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})), tmp
+
+
+def write_all(writes: Mapping[str | os.PathLike, tuple[Callable[[IO], None], bool]]) -> list[str]:
+    """Writes several files as one: ``{path: (write, binary)}``; every ``write(file)`` fills a temporary
+    beside its path first, and only when all have succeeded are they renamed over their paths, so an
+    error in any of them replaces none. Returns the paths."""
+    made: list[tuple[str, str]] = []
+    try:
+        for path, (write, binary) in writes.items():
+            f, tmp = _temporary_beside(os.fspath(path), binary)
+            made.append((tmp, os.fspath(path)))
+            with f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in made:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in made:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+    return [path for _, path in made]
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = False) -> str:
     """Calls ``write(file)`` on a temporary file beside ``path``, then renames it over ``path``; returns path.
 
-    The temporary keeps ``path``'s extension (``name.tmp.png``), so writers that choose a format
-    from the name (matplotlib, numpy) write the same format. On an error it is removed.
+    The temporary is this process's own and keeps ``path``'s extension (``.name.XXXXXXXX.tmp.png``),
+    so writers that choose a format from the name (matplotlib, numpy) write the same format. On an
+    error it is removed and ``path`` is left as it was.
     """
-    path = os.fspath(path)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext}"
-    try:
-        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return write_all({path: (write, binary)})[0]
 
 
 def write_text(path: str | os.PathLike, text: str) -> str:

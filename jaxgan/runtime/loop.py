@@ -1,18 +1,22 @@
 """The one host-side run loop under every trainer (palindrome sweeps, the GAN, the classifier).
 
-A trainer opens its run with ``open_run`` and then, chunk after chunk (an epoch or several, one
-jitted program each), does the same four things, which ``Run`` provides:
+A trainer claims its run folder (``jaxgan.runtime.workdir.claim``), opens its checkpoints with
+``open_run`` and then ends every chunk (an epoch or several, one jitted program each) with
+``Run.end_chunk``, which does the same four things in one fixed order:
 
-1. ``run.check_finite(metrics, describe)``: a NaN or infinity stops the run with one sentence,
-   *before* anything of that chunk is saved, so the newest checkpoint stays the last good one;
-2. ``run.stop_signal()``: whether SIGINT/SIGTERM arrived, agreed by every process of the run;
-3. ``run.save(step, state)``: an asynchronous Orbax save that cannot be skipped silently;
-4. ``run.interrupt(signum, where)``: after the save, wait for it and raise ``Interrupted``.
+1. **check finite**: a NaN or infinity stops the run with one sentence, *before* anything of that
+   chunk is saved, so the newest checkpoint stays the last good one (the finite steps before it
+   are still logged);
+2. **log**: the trainer's own ``log`` (metrics.jsonl, TensorBoard, grids, scores, progress);
+3. **save**: an asynchronous Orbax save that cannot be skipped silently (when it is due, or a
+   signal arrived);
+4. **stop on a signal**: SIGINT/SIGTERM, agreed by every process of the run: wait for the save and
+   raise ``Interrupted``.
 
-``open_run`` owns everything around that: the checkpoint directory and its Orbax manager, the
-run lock, deferred signals, resuming from the newest good checkpoint (damaged newer ones set
-aside with a warning; ``restart`` when none is good), waiting for the last save and proving it
-is on disk before the run counts as finished, and deciding which process writes result files.
+``open_run`` owns everything around that: the Orbax manager, deferred signals, resuming from the
+newest good checkpoint (damaged newer ones set aside with a warning), waiting for the last save and
+proving it is on disk before the run counts as finished, and deciding which process writes
+result files. Every trainer reports to its caller through one event type, ``Progress``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from jaxgan.errors import UserError
 from jaxgan.runtime import checkpoint, parallel, signals
 from jaxgan.runtime.signals import Interrupted
 
-__all__ = ["Interrupted", "NonFinite", "Run", "first_non_finite", "open_run"]
+__all__ = ["Interrupted", "NonFinite", "Progress", "Run", "first_non_finite", "open_run"]
 
 
 class NonFinite(UserError):
@@ -52,6 +56,33 @@ def first_non_finite(values: Mapping[str, np.ndarray]) -> tuple[tuple[int, ...],
             if bad is None or first[-1] < bad[0][-1]:
                 bad = (first, name, float(array[first]))
     return bad
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """What a trainer tells its caller (a progress bar, a report): one event type for every trainer.
+
+    ``event`` is "start" (the run opened, ``done`` is where it resumed), "chunk" (``done`` of
+    ``total`` units finished, ``metrics`` their host means), "scores" (``metrics`` holds the scores
+    of the checkpoint at ``done``) or "message" (a line to show, in ``text``). ``label`` names the
+    run ("gan", "lstm/scalar", "classifier"); ``unit`` is what ``done`` counts ("epoch").
+    """
+
+    event: str
+    label: str
+    done: int
+    total: int
+    unit: str = "epoch"
+    resumed: bool = False
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    text: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def ignore(event: Progress) -> None:
+    """A progress callback that shows nothing."""
 
 
 @dataclasses.dataclass
@@ -106,6 +137,29 @@ class Run:
         self.confirm()
         raise Interrupted(f"{signals.name(signum)} received: {where}", signum)
 
+    def end_chunk(self, *, step: int, state: Any, metrics: Mapping[str, np.ndarray],
+                  describe: Callable[[tuple[int, ...], str, float], str], log: Callable[[int | None], None],
+                  save: bool, last: bool, where: Callable[[], str]) -> None:
+        """Ends one chunk in the loop's fixed order: check finite, log, save, stop on a signal.
+
+        ``metrics`` maps names to host arrays [..., time]; when one is not finite, ``log(k)`` gets the
+        number k of finite entries along time before it (what may still be logged) and NonFinite is
+        raised, nothing saved. Otherwise ``log(None)`` logs the whole chunk, then the ``state`` at
+        ``step`` (or what a function ``state()`` returns, made only when it is saved) is saved when
+        ``save`` is due or a signal arrived, and a signal then raises Interrupted with ``where()``
+        saying where to resume. The ``last`` chunk of a run asks for no signal: it finishes the run.
+        """
+        bad = first_non_finite(metrics)
+        if bad is not None:
+            log(bad[0][-1])
+            self.check_finite(metrics, describe)
+        log(None)
+        signum = None if last else self.stop_signal()
+        if save or signum is not None:
+            self.save(step, state() if callable(state) else state)
+        if signum is not None:
+            self.interrupt(signum, where())
+
     def check_finite(self, values: Mapping[str, np.ndarray], describe: Callable[[tuple[int, ...], str, float],
                                                                                   str]) -> None:
         """Raises NonFinite when any value is not finite: ``describe(index, name, value)`` says where, and
@@ -122,17 +176,16 @@ class Run:
 @contextlib.contextmanager
 def open_run(directory: str | None, *, kind: str, record: dict, abstract: Any,
              must_match: Mapping[str, Any] | None = None, upgrade: Callable[[dict], dict] | None = None,
-             keep: int | None = 3, restart: bool = False,
-             lock: bool = True, received: list[int] | None = None, label: str = "",
+             keep: int | None = 3, received: list[int] | None = None, label: str = "",
              unit: str = "step") -> Iterator[Run]:
     """Opens a run on ``directory`` (None: no checkpoints) and yields its ``Run``.
 
     ``record`` (with ``kind``) is saved beside every checkpoint; ``must_match`` lists what a
     checkpoint must share with this run to be resumed (``upgrade`` first brings an older
     checkpoint's record up to date); ``abstract`` is the state's abstract tree
-    (``jax.eval_shape``) or a function of the checkpoint's record that returns it. The
-    directory is locked for the block unless ``lock`` is False (a caller that holds a lock
-    around several runs, passing its own ``received`` signal list too). On leaving the block,
+    (``jax.eval_shape``) or a function of the checkpoint's record that returns it. The caller
+    holds the run's lock (``workdir.claim``); one that opens several runs in turn passes its own
+    ``received`` signal list, so a signal between them is not lost. On leaving the block,
     every save has finished; on a normal exit the last one is confirmed to be on disk. ``unit`` is
     what the checkpoints' numbers count ("step" or "epoch"), for messages.
     """
@@ -143,8 +196,6 @@ def open_run(directory: str | None, *, kind: str, record: dict, abstract: Any,
         if directory is not None:
             manager = checkpoint.open_manager(directory, max_to_keep=keep)
             stack.callback(manager.close)
-            if lock:
-                stack.enter_context(checkpoint.lock(directory))
             # Unwound before the lock is released: a save already started completes, even after a failure.
             stack.callback(manager.wait_until_finished)
             stack.enter_context(checkpoint.quiet_failed_restores())
@@ -152,7 +203,7 @@ def open_run(directory: str | None, *, kind: str, record: dict, abstract: Any,
                   writer=parallel.is_writer(), unit=unit)
         if manager is not None:
             found = checkpoint.restore_latest_good(manager, abstract, kind=kind, must_match=must_match,
-                                                   upgrade=upgrade, set_aside=True, restart=restart)
+                                                   upgrade=upgrade, set_aside=True)
             if found is not None:
                 run.state, run.saved_record, run.start = found
         yield run
