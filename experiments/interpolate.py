@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 
 from experiments import _cli
-from jaxgan.configs.gan import InterpolationConfig
+from jaxgan.configs.gan import MAX_FIGURE_IMAGES, InterpolationConfig
 from jaxgan.errors import UserError
 
 
@@ -53,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     problem = too_large(config.pairs, config.steps + 2)
     if problem is not None:
         raise UserError(f"--pairs {config.pairs} --steps {config.steps} cannot be drawn: {problem}")
+    num_images = config.pairs * (config.steps + 2)
+    if num_images > MAX_FIGURE_IMAGES:
+        raise UserError(f"--pairs {config.pairs} --steps {config.steps} make {num_images} images, more than "
+                        f"the {MAX_FIGURE_IMAGES} one figure draws (each is a matplotlib Axes of its own)")
     import jax
 
     from jaxgan.classifier.restore import WRITER_HINT, load_classify_fn

@@ -117,7 +117,7 @@ def _check_stages(image_set, config: ReproduceConfig, seed: int, dataset: str, s
     gan.validate()
     try:
         check_split(num_images, classifier)
-        check_batch(gan.batch_size, num_images)
+        check_batch(gan.batch_size, num_images, gan.epochs)
     except UserError as err:
         raise UserError(f"--dataset {dataset} --split {split} gives {num_images} images, too few for the "
                         f"whole study: {err}") from None

@@ -32,12 +32,13 @@ IMAGES = 128
 
 
 def _idx(folder: pathlib.Path, count: int = IMAGES, labels: int | None = None, magic: int = 2051,
-         cut: int = 0) -> pathlib.Path:
-    """A train split of random IDX images; ``labels``, ``magic`` and ``cut`` (bytes off the end) spoil it."""
+         cut: int = 0, dims: tuple[int, int, int] | None = None) -> pathlib.Path:
+    """A train split of random IDX images; ``labels``, ``magic``, ``cut`` (bytes off the end) and ``dims``
+    (the header's dimensions) spoil it."""
     rng = np.random.default_rng(0)
     folder.mkdir()
     images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8).tobytes()
-    header = np.array([magic, count, 28, 28], ">u4").tobytes()
+    header = np.array([magic, *(dims or (count, 28, 28))], ">u4").tobytes()
     (folder / "train-images-idx3-ubyte").write_bytes((header + images)[:len(header + images) - cut])
     num_labels = count if labels is None else labels
     label_bytes = rng.integers(0, 10, num_labels, dtype=np.uint8).tobytes()
@@ -82,6 +83,8 @@ def _make_inputs(root: pathlib.Path) -> dict[str, pathlib.Path]:
         "idx": _idx(root / "idx"), "bad_magic": _idx(root / "bad_magic", magic=2049),
         "truncated": _idx(root / "truncated", cut=1000),
         "mismatch": _idx(root / "mismatch", labels=IMAGES - 1),
+        # 4194304 x 2097152 x 2097152 = 2**64: 0 when multiplied in int64
+        "huge_dims": _idx(root / "huge_dims", dims=(2**22, 2**21, 2**21)),
         "gan_ck": _checkpoint(root / "gan_ck", gan_record),
         "classifier_ck": _checkpoint(root / "classifier_ck", classifier_record(
             ClassifierConfig(), source="idx", num_images=IMAGES)),
@@ -131,6 +134,8 @@ ROWS = [
     ("idx: truncated file", "train_gan", "--dataset idx:{truncated}", "is truncated"),
     ("idx: images and labels of different counts", "train_gan", "--dataset idx:{mismatch}",
      "has 128 images but"),
+    ("idx: dimensions whose product overflows int64", "train_gan", "--dataset idx:{huge_dims} --epochs 1",
+     "(dimensions 4194304 x 2097152 x 2097152) promises 18446744073709551632"),
     ("tfds data dir without MNIST", "train_gan", "--dataset mnist --data-dir {empty_tfds}",
      "MNIST is not prepared in the tfds data dir"),
     ("checkpoint dir of the other experiment", "palindrome", "--checkpoint-dir {gan_ck}",
@@ -186,6 +191,34 @@ ROWS = [
      "--out {out}/s.npy", "4294967297 is above 4294967295: a JAX random key keeps 32 bits of its seed"),
     ("seeds beyond the sweep's int32", "reproduce", "--dataset idx:{idx} --seed 4294967295",
      "the palindrome sweep would take seeds 4294967295 to 4294967297, beyond the int32"),
+    # Sizes: every flag whose value sizes an array, a loop or a file is bounded, and checked (a range
+    # by its ends) before anything is allocated or written; a run's steps must fit its int32 counter.
+    ("a range of lengths beyond the maximum", "palindrome", "--lengths 1:100000000000",
+     "input length 100000000000 is out of range: it must be between 1 and 100"),
+    ("epochs beyond the maximum", "palindrome", "--lengths 5 --seeds 1 --models rnn --epochs 100000000000000",
+     "--epochs must be at most 100000, not 100000000000000 (every epoch's metrics"),
+    ("seeds beyond the maximum", "palindrome", "--seeds 100000", "--seeds must be at most 1000, not 100000"),
+    ("hidden units beyond the maximum", "palindrome", "--hidden 1000000", "--hidden must be at most 8192"),
+    ("palindromes beyond the maximum", "palindrome", "--num-examples 100000000",
+     "--num-examples must be at most 1000000"),
+    ("steps beyond the int32 step counter", "palindrome",
+     "--num-examples 1000000 --batch-size 1 --epochs 100000",
+     "make 80000000000 steps, beyond the int32 step counter (at most 2147483647)"),
+    ("steps beyond the int32 step counter", "train_gan", "--dataset idx:{idx} --epochs 2000000000",
+     "--epochs 2000000000 of 2 steps each (128 images in batches of 64) make 4000000000 steps"),
+    ("steps beyond the int32 step counter", "train_classifier",
+     "--dataset idx:{idx} --batch-size 32 --epochs 1000000000", "make 3000000000 steps, beyond the int32"),
+    ("epochs beyond the int32 step counter", "train_gan", "--epochs 100000000000000",
+     "--epochs must be at most 2147483647, not 100000000000000 (the step counter is an int32"),
+    ("epochs beyond the int32 step counter", "reproduce", "--dataset idx:{idx} --gan-epochs 100000000000000",
+     "--epochs must be at most 2147483647"),
+    ("latent size beyond the maximum", "train_gan", "--latent-dim 100000000",
+     "--latent-dim must be at most 65536"),
+    ("more samples than the maximum", "sample", "--checkpoint-dir {gan_ck} --n 1000000000 --out {out}/s.npy",
+     "argument --n: 1000000000 is above 1000000"),
+    ("more images than one figure draws", "interpolate",
+     "--checkpoint-dir {gan_ck} --pairs 1000 --steps 1000 --out {out}/i.png",
+     "--pairs 1000 --steps 1000 make 1002000 images, more than the 10000 one figure draws"),
     # Numbers checked as they are used, in float32.
     ("EMA decay that is 1.0 in float32", "train_gan", "--ema-decay 0.99999999",
      "--ema-decay must be below 1, not 0.99999999, which is 1.0 in float32, the precision it is used in"),

@@ -128,6 +128,25 @@ MAX_SEED = 2**32 - 1
 SEED_NOTE = "a JAX random key keeps 32 bits of its seed, so a larger one would draw a smaller seed's numbers"
 
 
+# The largest value of an int32, the type every step and epoch counter is held in on the device.
+INT32_MAX = 2**31 - 1
+STEP_NOTE = "the step counter is an int32, and every epoch takes at least one step"
+
+
+def check_total_steps(epochs: int, steps_per_epoch: int, what: str) -> None:
+    """Raises UserError when ``epochs`` of ``steps_per_epoch`` would pass the int32 step counter.
+
+    Checked before the run starts, so a run is refused up front instead of wrapping its counter
+    (and its learning-rate schedule, its sample and checkpoint steps) halfway through. ``what``
+    says where the steps per epoch come from, for the message.
+    """
+    total = epochs * steps_per_epoch
+    if total > INT32_MAX:
+        raise UserError(f"--epochs {epochs} of {steps_per_epoch} steps each ({what}) make {total} steps, "
+                        f"beyond the int32 step counter (at most {INT32_MAX}); ask for at most "
+                        f"{INT32_MAX // steps_per_epoch} epochs")
+
+
 def seed_setting(help: str) -> Any:
     """A seed field: 0 .. MAX_SEED, with the reason for the upper bound."""
     return setting(0, help, minimum=0, maximum=MAX_SEED, note=SEED_NOTE)
