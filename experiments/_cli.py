@@ -397,6 +397,9 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     argv = [a for a in argv if a != "--debug"]
     with _script_output():
         try:
+            from jaxgan.runtime.precision import require_32bit
+
+            require_32bit()  # before any work: 64-bit defaults would give other numbers silently
             main(argv)
         except UserError as err:
             if debug:

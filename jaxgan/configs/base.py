@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from jaxgan.errors import UserError
+from jaxgan.runtime.precision import require_32bit
 
 _NO_LEGACY = object()
 
@@ -159,7 +160,9 @@ def _is_float_field(cls: type, field: dataclasses.Field) -> bool:
 
 
 def check(config: Any) -> None:
-    """Raises one UserError for the first field of ``config`` that breaks its rules (see ``setting``)."""
+    """Raises one UserError for the first field of ``config`` that breaks its rules (see ``setting``), or
+    when JAX's 64-bit mode would compute them in another precision than float32 and int32."""
+    require_32bit()
     for field in dataclasses.fields(config):
         spec = spec_of(field)
         if spec is None:
