@@ -33,7 +33,7 @@ from jaxgan.gan.train import train_and_evaluate as train_gan
 from jaxgan.models.classifier import predict
 from jaxgan.palindrome import summary
 from jaxgan.palindrome import train as palindrome
-from jaxgan.plotting.gan import save_grid
+from jaxgan.plotting.gan import PIXELS, save_grid
 from jaxgan.plotting.interpolation import rows_figure
 from jaxgan.runtime import files
 from jaxgan.scores import (
@@ -158,7 +158,7 @@ def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference,
     result = train_gan(images, config, workdir=os.path.join(workdir, "gan"),
                        checkpoint_dir=os.path.join(workdir, "checkpoints", "gan"), source=source,
                        reference=reference, progress=on_progress)
-    save_grid(images[:25], os.path.join(workdir, "gan", "real.png"))
+    save_grid(images[:25], os.path.join(workdir, "gan", "real.png"), value_range=PIXELS)  # raw uint8 pixels
     state = result["state"]
     generators = {weights: generator_variables(state, weights) for weights in scored_weights(state)}
     scores_png = os.path.join(workdir, "gan", "scores.png")
