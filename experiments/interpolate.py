@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = json.dumps(record)  # made before the figure is written, so both are written or neither
     checked = "classifier-checked" if rows["checked"] else "random"
     title = f"{config.mode} interpolation, {checked} pairs, generator ({weights} weights) at step {step}"
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    files.make_dir(os.path.dirname(os.path.abspath(args.out)))
     rows_figure(rows["images"], rows["probs"], args.out, title=title)
     files.write_text(json_path, text)
     if rows["probs"] is not None:

@@ -63,12 +63,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     images = np.asarray(jax.device_get(sample(gen_variables, noise_key, args.n)), np.float32)
     check_finite_images(images, f"the generator ({config['weights']} weights) at step "
                                 f"{config['checkpoint_step']} in {args.checkpoint_dir}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    files.make_dir(os.path.dirname(os.path.abspath(args.out)))
     files.write_npy(args.out, images)
     print(f"wrote {args.out}: float32 {list(images.shape)} in [{images.min():.3f}, {images.max():.3f}] "
           f"from {args.checkpoint_dir} (step {config['checkpoint_step']}, {config['weights']} weights)")
     if args.png:
-        os.makedirs(os.path.dirname(os.path.abspath(args.png)), exist_ok=True)
+        files.make_dir(os.path.dirname(os.path.abspath(args.png)))
         save_grid(images[:100], args.png, nrow=10)
         print(f"wrote {args.png}: the first {min(100, len(images))} images")
 

@@ -283,7 +283,7 @@ def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce
         image_set = dataclasses.replace(image_set, images=images[: config.max_images], labels=labels)
         images = image_set.images
     _check_stages(image_set, config, seed, dataset, split)
-    os.makedirs(workdir, exist_ok=True)
+    files.make_dir(workdir)
     if restart:
         _clear(workdir)
     part1 = timed("Part 1: palindrome sweep", lambda: _palindrome_stage(config, workdir, seed, progress, log))

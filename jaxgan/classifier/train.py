@@ -85,7 +85,7 @@ def train_and_evaluate(images: np.ndarray, labels: np.ndarray, config: Classifie
         # commit both alike to let a resumed run reuse the compiled epoch instead of recompiling.
         state = jax.device_put(state, jax.local_devices()[0])
         if workdir is not None and run.writer:
-            os.makedirs(workdir, exist_ok=True)
+            files.make_dir(workdir)
             files.write_json(os.path.join(workdir, "config.json"), record)
             files.truncate_jsonl(metrics_path, "epoch", start)
         metrics: dict = {}

@@ -3,7 +3,8 @@
 ``write_atomic(path, write)`` is the only way this project writes a result file: ``write`` fills
 a temporary file beside ``path`` (same folder, so the rename is atomic), which then replaces
 ``path``. A reader never sees half a file, and a run killed mid-write leaves the old file (or
-none) and a stray temporary, never a torn result.
+none) and a stray temporary, never a torn result. A write the disk refuses (full, gone, read-only)
+is ``WriteFailed``, one sentence naming the file and the reason, with the old file left as it was.
 """
 
 from __future__ import annotations
@@ -14,6 +15,27 @@ from collections.abc import Callable, Iterable
 from typing import IO
 
 import numpy as np
+
+from jaxgan.errors import UserError
+
+
+class WriteFailed(UserError):
+    """A result file could not be written (a full, vanished or read-only disk); the old one is intact."""
+
+
+def _failed(path: str | os.PathLike, err: OSError) -> WriteFailed:
+    """The one sentence for a write the operating system refused."""
+    return WriteFailed(f"cannot write {os.fspath(path)}: {err.strerror or err}; the run stopped there, and "
+                       f"what was written before it is intact")
+
+
+def make_dir(path: str | os.PathLike) -> str:
+    """Makes folder ``path`` and its parents (an existing one is fine); WriteFailed when the disk refuses."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise _failed(path, err) from None
+    return os.fspath(path)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = False) -> str:
@@ -31,9 +53,11 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], *, binary
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError):
+            raise _failed(path, err) from None
         raise
     return path
 
@@ -61,10 +85,13 @@ def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> str:
 def append_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
     """Appends each record as one line and flushes it to disk (a line is never half-written)."""
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:  # a torn last line is what read_jsonl ignores, and resume cuts away
+        raise _failed(path, err) from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
