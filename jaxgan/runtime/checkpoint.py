@@ -133,7 +133,26 @@ def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = 3,
     else:  # read-only: Orbax wants no retention policy and no save interval then
         options = ocp.CheckpointManagerOptions(read_only=True, create=False, max_to_keep=None,
                                                save_interval_steps=0)
+        with _without_read_only_warning():
+            return ocp.CheckpointManager(directory, options=options, item_names=_ITEMS)
     return ocp.CheckpointManager(directory, options=options, item_names=_ITEMS)
+
+
+@contextlib.contextmanager
+def _without_read_only_warning() -> Iterator[None]:
+    """Drops the warning Orbax logs for every read-only manager ("Given directory is read only"): reading
+    a checkpoint is what the caller asked for, not news."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        """False for Orbax's read-only warning."""
+        return not str(record.msg).startswith("Given directory is read only")
+
+    logger = logging.getLogger("absl")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, record: dict) -> None:
