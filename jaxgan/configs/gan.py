@@ -50,7 +50,8 @@ class GANConfig:
     epochs: int = setting(200, "total passes over the images; a resumed run continues up to this many",
                           minimum=1, maximum=INT32_MAX, note=STEP_NOTE, resume=False)
     sample_every: int = setting(500, "save a 5x5 grid of the fixed noise every this many steps, and at the "
-                                "end", minimum=1, resume=False)
+                                "end", minimum=1, maximum=INT32_MAX, resume=False,
+                                note="it is compared with the int32 step counter on the device")
     checkpoint_every: int = setting(5, "save a checkpoint every this many epochs, and at the end", minimum=1,
                                     resume=False)
     keep_checkpoints: int = setting(3, "how many of the newest checkpoints to keep", minimum=1, resume=False)
