@@ -215,6 +215,8 @@ ROWS = [
      "--epochs must be at most 2147483647, not 100000000000000 (the step counter is an int32"),
     ("epochs beyond the int32 step counter", "reproduce", "--dataset idx:{idx} --gan-epochs 100000000000000",
      "--epochs must be at most 2147483647"),
+    ("a sample interval beyond the int32 step counter", "train_gan", "--sample-every 100000000000",
+     "--sample-every must be at most 2147483647, not 100000000000 (it is compared with the int32 step"),
     ("latent size beyond the maximum", "train_gan", "--latent-dim 100000000",
      "--latent-dim must be at most 65536"),
     ("more samples than the maximum", "sample", "--checkpoint-dir {gan_ck} --n 1000000000 --out {out}/s.npy",
@@ -255,8 +257,18 @@ ENV_ROWS = [
      "JAX's 64-bit mode is on"),
 ]
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# Rows the table shows for conditions its generator cannot make (each is tested where named).
-HAND_ROWS: list[str] = []
+# Rows the table shows for conditions its generator cannot make: a full disk (tests/test_full_disk.py
+# makes it with a 40 MB tmpfs, and with a file-size limit where it cannot mount one).
+HAND_ROWS = [
+    "| a full disk during a checkpoint save | `python -m experiments.train_gan --dataset digits "
+    "--limit-images 256 --epochs 3 --checkpoint-every 1 --checkpoint-dir FULL_40MB/ck` | `error: the "
+    "checkpoint at step 8 in FULL_40MB/ck could not be written (No space left on device), so training "
+    "stopped; the checkpoint at step 4 is the last good one` |",
+    "| a full disk for the run's files | `python -m experiments.train_gan --dataset digits "
+    "--limit-images 256 --sample-every 1 --workdir FULL/w` | `error: cannot write "
+    "FULL/w/samples/step_0000004.png: No space left on device; the run stopped there, and what was "
+    "written before it is intact` |",
+]
 
 
 def _script_env(added: dict) -> dict:

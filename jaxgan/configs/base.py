@@ -45,7 +45,7 @@ class Spec:
     legacy: Any = _NO_LEGACY
     cli: dict | None = None  # extra argparse keyword arguments (type, nargs, choices, metavar)
     parse: Callable[[Any], Any] | None = None  # the parsed flag value -> the field value
-    note: str | None = None  # why the bounds are what they are, added to a range error
+    note: str | None = None  # why the upper bound is what it is, added to its range error
 
 
 def setting(default: Any, help: str, *, flag: str | None = "", minimum: float | None = None,
@@ -59,7 +59,7 @@ def setting(default: Any, help: str, *, flag: str | None = "", minimum: float | 
     ``flag`` is the command-line flag (default: ``--`` and the name with dashes; None: no flag).
     ``resume=False`` fields may differ between a checkpoint and the run that resumes it.
     ``legacy`` is the value a record written before the field existed stands for; ``note`` says why
-    the bounds are what they are.
+    the upper bound is what it is (a message about the upper bound ends with it).
     """
     spec = Spec(help=help, flag=flag, minimum=minimum, maximum=maximum, below=below, above=above,
                 choices=None if choices is None else tuple(choices), item=item, resume=resume,
@@ -114,12 +114,12 @@ def _check_value(name: str, value: Any, spec: Spec, is_float: bool) -> None:
     if spec.item is not None and low is not None and high is not None and not low <= used <= high:
         raise UserError(f"{name} {value} is out of range: it must be between {_shown_bound(low)} and "
                         f"{_shown_bound(high)}{why}")
-    if low is not None and used < low:
-        raise UserError(f"{name} must be at least {_shown_bound(low)}, not {shown}{why}")
+    if low is not None and used < low:  # the note explains the upper bound: "at least 1" needs none
+        raise UserError(f"{name} must be at least {_shown_bound(low)}, not {shown}")
     if high is not None and used > high:
         raise UserError(f"{name} must be at most {_shown_bound(high)}, not {shown}{why}")
     if spec.above is not None and not used > spec.above:
-        raise UserError(f"{name} must be above {_shown_bound(spec.above)}, not {shown}{why}")
+        raise UserError(f"{name} must be above {_shown_bound(spec.above)}, not {shown}")
     if spec.below is not None and not used < spec.below:
         raise UserError(f"{name} must be below {_shown_bound(spec.below)}, not {shown}{why}")
 
