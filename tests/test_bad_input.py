@@ -334,6 +334,24 @@ def test_bad_environment_is_one_sentence_and_writes_nothing(what, script, flags,
     assert not out.exists()
 
 
+def test_library_calls_refuse_64_bit_mode_too(inputs):
+    """A notebook that turned jax_enable_x64 on gets the sentence from each trainer's config check and from
+    restore_generator, before any work."""
+    from jaxgan.configs.palindrome import PalindromeConfig
+    from jaxgan.gan.generate import restore_generator
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        for config in (PalindromeConfig(), GANConfig(), ClassifierConfig()):
+            with pytest.raises(_cli.UserError, match="JAX's 64-bit mode is on"):
+                config.validate()
+        with pytest.raises(_cli.UserError, match="JAX's 64-bit mode is on"):
+            restore_generator(str(inputs["gan_ck"]))
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 def test_the_debug_flag_shows_the_traceback(inputs, tmp_path):
     with pytest.raises(_cli.UserError, match="input length 0 is out of range"):
         _cli.run(palindrome.main, ["--lengths", "0", "--debug", "--workdir", str(tmp_path / "w")])
