@@ -24,7 +24,7 @@ KIND = "gan"
 INTERPOLATION_MODES = ("linear", "slerp")
 D_LOSSES = ("mean", "sum")
 GRID_MODES = ("train", "eval")
-MAX_LATENT = 65536  # 655 times the study's 100
+MAX_LATENT = 65536  # far above the study's 100; a mistyped size is refused before anything is allocated
 # The interpolation figure draws each image as its own matplotlib Axes, which costs time and memory.
 MAX_FIGURE_IMAGES = 10_000
 
