@@ -79,6 +79,18 @@ def test_an_interpolation_row_maps_minus_one_to_black_and_one_to_white(tmp_path)
     assert not (tmp_path / "bad.png").exists()
 
 
+def test_the_progress_figure_shows_the_grids_grey_levels(tmp_path):
+    """progress.png redraws the saved grids as they are: their black and mid-grey stay black and mid-grey."""
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for step in (0, 5, 10):
+        gan_plots.save_grid(_tiles(-1.0, 1.0), str(samples / f"step_{step:07d}.png"), nrow=3)
+    gan_plots.progress_figure(str(samples), str(tmp_path / "progress.png"))
+    grey = _grey(tmp_path / "progress.png")
+    assert (np.abs(grey - 0.0) < 2 / 255).sum() > 500
+    assert (np.abs(grey - 0.5) < 3 / 255).sum() > 500
+
+
 DRAW_EVERYTHING = """
 import json, pathlib, sys
 import numpy as np
