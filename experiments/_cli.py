@@ -109,6 +109,20 @@ def int_at_least(minimum: int):
     return parse
 
 
+def int_between(minimum: int, maximum: int, note: str):
+    """argparse type factory for a flag that is no config field: an integer in ``minimum`` .. ``maximum``,
+    ``note`` saying why the maximum is what it is."""
+    at_least = int_at_least(minimum)
+
+    def parse(text: str) -> int:
+        value = at_least(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is above {maximum}: {note}")
+        return value
+
+    return parse
+
+
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
@@ -121,8 +135,12 @@ def seed(text: str) -> int:
     return value
 
 
-def lengths(text: str) -> list[int]:
-    """argparse type: one integer, or an inclusive range START:STOP[:STEP] (``5:60:5`` is 5, 10, ..., 60)."""
+def lengths(text: str) -> list[int] | range:
+    """argparse type: one integer, or an inclusive range START:STOP[:STEP] (``5:60:5`` is 5, 10, ..., 60).
+
+    A range stays a ``range`` (its ends known, its numbers not made): the config checks its ends
+    before it is expanded.
+    """
     parts = text.split(":")
     numbers = [integer(part) for part in parts]
     if len(numbers) == 1:
@@ -133,7 +151,7 @@ def lengths(text: str) -> list[int]:
     if step < 1 or stop < start:
         raise argparse.ArgumentTypeError(f"the range {text!r} is empty: it needs START <= STOP and a "
                                          f"STEP of at least 1")
-    return list(range(start, stop + 1, step))
+    return range(start, stop + 1, step)
 
 
 _TYPES = {"lengths": lengths}
@@ -450,6 +468,9 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     argv = [a for a in argv if a != "--debug"]
     with _script_output():
         try:
+            from jaxgan.runtime.precision import require_32bit
+
+            require_32bit()  # before any work: 64-bit defaults would give other numbers silently
             main(argv)
         except UserError as err:
             if debug:

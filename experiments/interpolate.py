@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 
 from experiments import _cli
-from jaxgan.configs.gan import InterpolationConfig
+from jaxgan.configs.gan import MAX_FIGURE_IMAGES, InterpolationConfig
 from jaxgan.errors import UserError
 
 
@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     problem = too_large(config.pairs, config.steps + 2)
     if problem is not None:
         raise UserError(f"--pairs {config.pairs} --steps {config.steps} cannot be drawn: {problem}")
+    num_images = config.pairs * (config.steps + 2)
+    if num_images > MAX_FIGURE_IMAGES:
+        raise UserError(f"--pairs {config.pairs} --steps {config.steps} make {num_images} images, more than "
+                        f"the {MAX_FIGURE_IMAGES} one figure draws (each is a matplotlib Axes of its own)")
     import jax
 
     from jaxgan.classifier.restore import WRITER_HINT, load_classify_fn
@@ -90,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     checked = "classifier-checked" if rows["checked"] else "random"
     title = f"{config.mode} interpolation, {checked} pairs, generator ({weights} weights) at step {step}"
     for path in (args.out, json_path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        files.make_dir(os.path.dirname(os.path.abspath(path)))
     files.write_all({args.out: (rows_writer(rows["images"], rows["probs"], title=title), True),
                      json_path: (lambda f: f.write(text), False)})
     if rows["probs"] is not None:

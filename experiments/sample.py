@@ -17,12 +17,15 @@ from collections.abc import Sequence
 from experiments import _cli
 from jaxgan.errors import UserError
 
+MAX_IMAGES = 1_000_000
+MAX_IMAGES_NOTE = "the images are drawn and written whole, float32 [n, 28, 28], 3.1 GB at the maximum"
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The flags."""
     parser = _cli.parser("sample", __doc__)
     _cli.add_generator_flags(parser)
-    parser.add_argument("--n", type=_cli.positive_int, default=2000,
+    parser.add_argument("--n", type=_cli.int_between(1, MAX_IMAGES, MAX_IMAGES_NOTE), default=2000,
                         help="how many images to draw (default: %(default)s)")
     parser.add_argument("--seed", type=_cli.seed, default=0,
                         help="seed of the noise (default: %(default)s)")
@@ -60,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.png:
         writes[args.png] = (grid_writer(images[:100], nrow=10), True)
     for path in writes:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        files.make_dir(os.path.dirname(os.path.abspath(path)))
     files.write_all(writes)
     print(f"wrote {args.out}: float32 {list(images.shape)} in [{images.min():.3f}, {images.max():.3f}] "
           f"from {args.gan_dir} (step {config['checkpoint_step']}, {config['weights']} weights)")

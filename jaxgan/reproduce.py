@@ -34,7 +34,7 @@ from jaxgan.gan.train import train_and_evaluate as train_gan
 from jaxgan.models.classifier import predict
 from jaxgan.palindrome import summary
 from jaxgan.palindrome import train as palindrome
-from jaxgan.plotting.gan import save_grid
+from jaxgan.plotting.gan import PIXELS, save_grid
 from jaxgan.plotting.interpolation import rows_figure
 from jaxgan.runtime import files, loop
 from jaxgan.runtime import workdir as workdir_lib
@@ -94,7 +94,7 @@ def _check_stages(image_set, config: ReproduceConfig, seed: int, dataset: str, s
     gan.validate()
     try:
         check_split(num_images, classifier)
-        check_batch(gan.batch_size, num_images)
+        check_batch(gan.batch_size, num_images, gan.epochs)
     except UserError as err:
         raise UserError(f"--dataset {dataset} --split {split} gives {num_images} images, too few for the "
                         f"whole study: {err}") from None
@@ -123,7 +123,7 @@ def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference,
     result = train_gan(config, os.path.join(workdir, "gan"), data=ImageSet(images=images, labels=None,
                                                                               source=source),
                        reference=reference, progress=progress)
-    save_grid(images[:25], os.path.join(workdir, "gan", "real.png"))
+    save_grid(images[:25], os.path.join(workdir, "gan", "real.png"), value_range=PIXELS)  # raw uint8 pixels
     state = result["state"]
     generators = {weights: generator_variables(state, weights) for weights in scored_weights(state)}
     scores_png = os.path.join(workdir, "gan", "scores.png")

@@ -10,7 +10,10 @@ state: every refusal happens before any state is read. The README's table is thi
 
 from __future__ import annotations
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -32,12 +35,13 @@ IMAGES = 128
 
 
 def _idx(folder: pathlib.Path, count: int = IMAGES, labels: int | None = None, magic: int = 2051,
-         cut: int = 0) -> pathlib.Path:
-    """A train split of random IDX images; ``labels``, ``magic`` and ``cut`` (bytes off the end) spoil it."""
+         cut: int = 0, dims: tuple[int, int, int] | None = None) -> pathlib.Path:
+    """A train split of random IDX images; ``labels``, ``magic``, ``cut`` (bytes off the end) and ``dims``
+    (the header's dimensions) spoil it."""
     rng = np.random.default_rng(0)
     folder.mkdir()
     images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8).tobytes()
-    header = np.array([magic, count, 28, 28], ">u4").tobytes()
+    header = np.array([magic, *(dims or (count, 28, 28))], ">u4").tobytes()
     (folder / "train-images-idx3-ubyte").write_bytes((header + images)[:len(header + images) - cut])
     num_labels = count if labels is None else labels
     label_bytes = rng.integers(0, 10, num_labels, dtype=np.uint8).tobytes()
@@ -82,6 +86,8 @@ def _make_inputs(root: pathlib.Path) -> dict[str, pathlib.Path]:
         "idx": _idx(root / "idx"), "bad_magic": _idx(root / "bad_magic", magic=2049),
         "truncated": _idx(root / "truncated", cut=1000),
         "mismatch": _idx(root / "mismatch", labels=IMAGES - 1),
+        # 4194304 x 2097152 x 2097152 = 2**64: 0 when multiplied in int64
+        "huge_dims": _idx(root / "huge_dims", dims=(2**22, 2**21, 2**21)),
         "gan_ck": _checkpoint(root / "gan_ck", gan_record),
         "classifier_ck": _checkpoint(root / "classifier_ck", classifier_record(
             ClassifierConfig(), source="idx", num_images=IMAGES)),
@@ -131,6 +137,8 @@ ROWS = [
     ("idx: truncated file", "train_gan", "--dataset idx:{truncated}", "is truncated"),
     ("idx: images and labels of different counts", "train_gan", "--dataset idx:{mismatch}",
      "has 128 images but"),
+    ("idx: dimensions whose product overflows int64", "train_gan", "--dataset idx:{huge_dims} --epochs 1",
+     "(dimensions 4194304 x 2097152 x 2097152) promises 18446744073709551632"),
     ("tfds data dir without MNIST", "train_gan", "--dataset mnist --data-dir {empty_tfds}",
      "MNIST is not prepared in the tfds data dir"),
     ("checkpoint dir of the other experiment", "palindrome", "--checkpoint-dir {gan_ck}",
@@ -186,6 +194,36 @@ ROWS = [
      "--out {out}/s.npy", "4294967297 is above 4294967295: a JAX random key keeps 32 bits of its seed"),
     ("seeds beyond the sweep's int32", "reproduce", "--dataset idx:{idx} --seed 4294967295",
      "the palindrome sweep would take seeds 4294967295 to 4294967297, beyond the int32"),
+    # Sizes: every flag whose value sizes an array, a loop or a file is bounded, and checked (a range
+    # by its ends) before anything is allocated or written; a run's steps must fit its int32 counter.
+    ("a range of lengths beyond the maximum", "palindrome", "--lengths 1:100000000000",
+     "input length 100000000000 is out of range: it must be between 1 and 100"),
+    ("epochs beyond the maximum", "palindrome", "--lengths 5 --seeds 1 --models rnn --epochs 100000000000000",
+     "--epochs must be at most 100000, not 100000000000000 (every epoch's metrics"),
+    ("seeds beyond the maximum", "palindrome", "--seeds 100000", "--seeds must be at most 1000, not 100000"),
+    ("hidden units beyond the maximum", "palindrome", "--hidden 1000000", "--hidden must be at most 8192"),
+    ("palindromes beyond the maximum", "palindrome", "--num-examples 100000000",
+     "--num-examples must be at most 1000000"),
+    ("steps beyond the int32 step counter", "palindrome",
+     "--num-examples 1000000 --batch-size 1 --epochs 100000",
+     "make 80000000000 steps, beyond the int32 step counter (at most 2147483647)"),
+    ("steps beyond the int32 step counter", "train_gan", "--dataset idx:{idx} --epochs 2000000000",
+     "--epochs 2000000000 of 2 steps each (128 images in batches of 64) make 4000000000 steps"),
+    ("steps beyond the int32 step counter", "train_classifier",
+     "--dataset idx:{idx} --batch-size 32 --epochs 1000000000", "make 3000000000 steps, beyond the int32"),
+    ("epochs beyond the int32 step counter", "train_gan", "--epochs 100000000000000",
+     "--epochs must be at most 2147483647, not 100000000000000 (the step counter is an int32"),
+    ("epochs beyond the int32 step counter", "reproduce", "--dataset idx:{idx} --gan-epochs 100000000000000",
+     "--epochs must be at most 2147483647"),
+    ("a sample interval beyond the int32 step counter", "train_gan", "--sample-every 100000000000",
+     "--sample-every must be at most 2147483647, not 100000000000 (it is compared with the int32 step"),
+    ("latent size beyond the maximum", "train_gan", "--latent-dim 100000000",
+     "--latent-dim must be at most 65536"),
+    ("more samples than the maximum", "sample", "--checkpoint-dir {gan_ck} --n 1000000000 --out {out}/s.npy",
+     "argument --n: 1000000000 is above 1000000"),
+    ("more images than one figure draws", "interpolate",
+     "--checkpoint-dir {gan_ck} --pairs 1000 --steps 1000 --out {out}/i.png",
+     "--pairs 1000 --steps 1000 make 1002000 images, more than the 10000 one figure draws"),
     # Numbers checked as they are used, in float32.
     ("EMA decay that is 1.0 in float32", "train_gan", "--ema-decay 0.99999999",
      "--ema-decay must be below 1, not 0.99999999, which is 1.0 in float32, the precision it is used in"),
@@ -206,6 +244,37 @@ ROWS = [
     ("generator weights that are NaN", "interpolate", "--checkpoint-dir {nan_gan_ck} --out {out}/i.png",
      "are not all finite (NaN or infinity), so they cannot draw images"),
 ]
+
+
+# Bad environments, each in a process of its own (how a process starts is what they change):
+# (bad input, script, flags as in ROWS, the environment's additions, words the one line must contain).
+ENV_ROWS = [
+    ("JAX's 64-bit mode", "palindrome", "--lengths 5 --seeds 1 --models rnn --epochs 2",
+     {"JAX_ENABLE_X64": "1"}, "JAX's 64-bit mode is on (JAX_ENABLE_X64 or jax_enable_x64), but jaxgan"),
+    ("JAX's 64-bit mode", "train_gan", "--dataset idx:{idx} --epochs 1", {"JAX_ENABLE_X64": "1"},
+     "64-bit defaults would draw other random numbers and give other results; unset JAX_ENABLE_X64"),
+    ("JAX's 64-bit mode", "sample", "--checkpoint-dir {gan_ck} --out {out}/s.npy", {"JAX_ENABLE_X64": "1"},
+     "JAX's 64-bit mode is on"),
+]
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Rows the table shows for conditions its generator cannot make: a full disk (tests/test_full_disk.py
+# makes it with a 40 MB tmpfs, and with a file-size limit where it cannot mount one).
+HAND_ROWS = [
+    "| a full disk during a checkpoint save | `python -m experiments.train_gan --dataset digits "
+    "--limit-images 256 --epochs 3 --checkpoint-every 1 --checkpoint-dir FULL_40MB/ck` | `error: the "
+    "checkpoint at step 8 in FULL_40MB/ck could not be written (No space left on device), so training "
+    "stopped; the checkpoint at step 4 is the last good one` |",
+    "| a full disk for the run's files | `python -m experiments.train_gan --dataset digits "
+    "--limit-images 256 --sample-every 1 --workdir FULL/w` | `error: cannot write "
+    "FULL/w/samples/step_0000004.png: No space left on device; the run stopped there, and what was "
+    "written before it is intact` |",
+]
+
+
+def _script_env(added: dict) -> dict:
+    """The environment of a script run from this repository, with ``added``."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "JAXGAN_COMPILATION_CACHE": "0", **added}
 
 
 def _files(root: pathlib.Path) -> dict[str, bytes]:
@@ -248,6 +317,41 @@ def test_bad_input_is_one_sentence_and_writes_nothing(what, script, flags, words
     assert not out.exists(), sorted(str(p.relative_to(out)) for p in out.rglob("*"))  # not even a folder
 
 
+@pytest.mark.parametrize("what, script, flags, env, words", ENV_ROWS,
+                         ids=[f"{script}-{what.replace(' ', '_')}" for what, script, *_ in ENV_ROWS])
+def test_bad_environment_is_one_sentence_and_writes_nothing(what, script, flags, env, words, inputs,
+                                                            tmp_path):
+    out = tmp_path / "out"
+    paths = {k: str(v) for k, v in inputs.items()} | {"out": str(out)}
+    argv = _with_outputs(script, _argv(flags, paths), out)
+    before = {"inputs": _files(inputs["root"]), "out": _files(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", f"experiments.{script}", *argv], cwd=tmp_path,
+                          env=_script_env(env), capture_output=True, text=True, timeout=300)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert words in lines[0], lines[0]
+    assert {"inputs": _files(inputs["root"]), "out": _files(tmp_path)} == before  # nothing written
+    assert not out.exists()
+
+
+def test_library_calls_refuse_64_bit_mode_too(inputs):
+    """A notebook that turned jax_enable_x64 on gets the sentence from each trainer's config check and from
+    restore_generator, before any work."""
+    from jaxgan.configs.palindrome import PalindromeConfig
+    from jaxgan.gan.generate import restore_generator
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        for config in (PalindromeConfig(), GANConfig(), ClassifierConfig()):
+            with pytest.raises(_cli.UserError, match="JAX's 64-bit mode is on"):
+                config.validate()
+        with pytest.raises(_cli.UserError, match="JAX's 64-bit mode is on"):
+            restore_generator(str(inputs["gan_ck"]))
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 def test_the_debug_flag_shows_the_traceback(inputs, tmp_path):
     with pytest.raises(_cli.UserError, match="input length 0 is out of range"):
         _cli.run(palindrome.main, ["--lengths", "0", "--debug", "--workdir", str(tmp_path / "w")])
@@ -287,6 +391,17 @@ def markdown_table(inputs: dict) -> str:  # pragma: no cover - used by hand: pyt
             shown, flags = shown.replace(path, name.upper()), flags.replace("{" + name + "}", name.upper())
         cell = f"`` {shown} ``" if "`" in shown else f"`{shown}`"  # a message may quote a command
         lines.append(f"| {what} | `python -m experiments.{script} {flags}` | {cell} |")
+    for what, script, flags, env, _ in ENV_ROWS:
+        with tempfile.TemporaryDirectory() as out:
+            paths = {k: str(v) for k, v in inputs.items()} | {"out": out}
+            argv = _with_outputs(script, _argv(flags, paths), pathlib.Path(out))
+            shown = subprocess.run([sys.executable, "-m", f"experiments.{script}", *argv],
+                                   env=_script_env(env), capture_output=True, text=True).stderr.strip()
+        for name, path in sorted(paths.items(), key=lambda item: -len(item[1])):
+            shown, flags = shown.replace(path, name.upper()), flags.replace("{" + name + "}", name.upper())
+        prefix = " ".join(f"{key}={value}" for key, value in env.items())
+        lines.append(f"| {what} | `{prefix} python -m experiments.{script} {flags}` | `{shown}` |")
+    lines.extend(HAND_ROWS)
     return "\n".join(lines)
 
 

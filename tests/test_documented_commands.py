@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import logging
 import pathlib
 import re
 import shlex
@@ -73,3 +74,41 @@ def test_no_developer_paths_in_the_readme():
     text = (ROOT / "README.md").read_text()
     for needle in ("../shared", "/tmp/", "/work/", "issue "):
         assert needle not in text, needle
+
+
+PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+README_EXAMPLES = PYTHON_BLOCK.findall((ROOT / "README.md").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained_gan_folder(tmp_path_factory) -> pathlib.Path:
+    """A folder whose ``runs/gan`` holds a GAN trained for one epoch (small layers, 128 digits): the
+    default paths the README's examples use, relative to it."""
+    from jaxgan.configs.gan import GANConfig
+    from jaxgan.data.images import ImageSet, load_images
+    from jaxgan.gan.train import train_and_evaluate
+
+    folder = tmp_path_factory.mktemp("readme")
+    config = GANConfig(gen_features=(32, 64), disc_features=(64, 32), epochs=1)
+    digits = load_images("digits")
+    train_and_evaluate(config, str(folder / "runs" / "gan"),
+                       data=ImageSet(images=digits.images[:128], labels=None, source=digits.source))
+    return folder
+
+
+def test_the_readme_has_python_examples():
+    assert README_EXAMPLES
+
+
+@pytest.mark.parametrize("number, code", list(enumerate(README_EXAMPLES)))
+def test_every_python_example_in_the_readme_runs_as_written_and_quietly(number, code, trained_gan_folder,
+                                                                         monkeypatch, capsys, caplog):
+    """Run from a folder that holds what the README's paths name; a restore for reading logs no warning."""
+    monkeypatch.chdir(trained_gan_folder)
+    with caplog.at_level(logging.WARNING):
+        exec(compile(code, f"README.md python example {number}", "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "WARNING" not in out.err, out.err
+    if "restore_generator" in code:
+        assert "step 2, ema weights: (16, 28, 28)" in out.out

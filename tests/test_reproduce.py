@@ -17,6 +17,7 @@ import os
 import re
 import signal
 
+import numpy as np
 import pytest
 
 from experiments import _cli
@@ -130,6 +131,20 @@ def test_report_has_every_section_and_every_linked_file_exists(workdir):
     assert "![Scores over training](gan/scores.png)" in quality
     for link in links:
         assert (workdir / link).is_file(), link
+
+
+def test_the_real_images_are_drawn_as_they_are(workdir):
+    """gan/real.png shows training digits with their own grey levels (raw 0..255 pixels, not the
+    generator's [-1, 1], which drew white silhouettes on grey): its first tile is one of the run's
+    images exactly, each pixel a 3x3 block after a 2-pixel white border."""
+    from jaxgan.data.images import load_images
+    from jaxgan.plotting.canvas import image_module
+
+    images = load_images("digits").images[:TINY.max_images] / 255.0
+    png = image_module().imread(str(workdir / "gan" / "real.png"))[..., :3].mean(-1)
+    tile = png[6:6 + 3 * 28:3, 6:6 + 3 * 28:3]  # the border scaled by 3, then one pixel per block
+    assert np.abs(tile - images).max(axis=(1, 2)).min() <= 1 / 255
+    assert tile.min() == 0.0  # a black background, not the grey of 0 read as [-1, 1]
 
 
 def test_report_tables_hold_both_models_all_scores_and_stage_times(workdir):

@@ -267,8 +267,8 @@ def test_sample_writes_both_files_or_neither(gan_run, tmp_path, monkeypatch):
         return write
 
     monkeypatch.setattr(plots, "grid_writer", broken)
-    with pytest.raises(OSError):
-        _cli.run(sample.main, ["--gan-dir", str(gan_run), "--n", "4", "--out", str(out), "--png", str(png)])
+    _refused(sample.main, ["--gan-dir", str(gan_run), "--n", "4", "--out", str(out), "--png", str(png)],
+             f"cannot write {png}: No space left on device")
     assert out.read_bytes() == b"old samples" and png.read_bytes() == b"old grid"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npy", "s.png"]
     monkeypatch.undo()
@@ -292,6 +292,6 @@ def test_temporary_files_are_each_writers_own_and_never_left_behind(tmp_path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError):
+    with pytest.raises(files.WriteFailed, match=f"cannot write {path}: No space left on device"):
         files.write_json(path, {"new": 1})
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]

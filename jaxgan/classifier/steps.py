@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxgan.configs.base import check_total_steps
 from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.errors import UserError
 from jaxgan.models.classifier import Classifier, predict_logits, to_model_input
@@ -74,6 +75,8 @@ def check_split(n: int, config: ClassifierConfig) -> tuple[int, int]:
     if held < MIN_SCORE_SAMPLES:
         raise UserError(f"a held-out fraction of {config.holdout_fraction} of {n} images holds out {held}, "
                         f"fewer than the {MIN_SCORE_SAMPLES} images the scores need; hold out more")
+    check_total_steps(config.epochs, (n - held) // config.batch_size,
+                      f"{n - held} training images in batches of {config.batch_size}")
     return n - held, held
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from jaxgan.errors import UserError
+from jaxgan.runtime.precision import require_32bit
 
 _NO_LEGACY = object()
 
@@ -44,7 +45,7 @@ class Spec:
     legacy: Any = _NO_LEGACY
     cli: dict | None = None  # extra argparse keyword arguments (type, nargs, choices, metavar)
     parse: Callable[[Any], Any] | None = None  # the parsed flag value -> the field value
-    note: str | None = None  # why the bounds are what they are, added to a range error
+    note: str | None = None  # why the upper bound is what it is, added to its range error
 
 
 def setting(default: Any, help: str, *, flag: str | None = "", minimum: float | None = None,
@@ -58,7 +59,7 @@ def setting(default: Any, help: str, *, flag: str | None = "", minimum: float | 
     ``flag`` is the command-line flag (default: ``--`` and the name with dashes; None: no flag).
     ``resume=False`` fields may differ between a checkpoint and the run that resumes it.
     ``legacy`` is the value a record written before the field existed stands for; ``note`` says why
-    the bounds are what they are.
+    the upper bound is what it is (a message about the upper bound ends with it).
     """
     spec = Spec(help=help, flag=flag, minimum=minimum, maximum=maximum, below=below, above=above,
                 choices=None if choices is None else tuple(choices), item=item, resume=resume,
@@ -118,12 +119,12 @@ def _check_value(name: str, value: Any, spec: Spec, is_float: bool) -> None:
     if spec.item is not None and low is not None and high is not None and not low <= used <= high:
         raise UserError(f"{name} {value} is out of range: it must be between {_shown_bound(low)} and "
                         f"{_shown_bound(high)}{why}")
-    if low is not None and used < low:
-        raise UserError(f"{name} must be at least {_shown_bound(low)}, not {shown}{why}")
+    if low is not None and used < low:  # the note explains the upper bound: "at least 1" needs none
+        raise UserError(f"{name} must be at least {_shown_bound(low)}, not {shown}")
     if high is not None and used > high:
         raise UserError(f"{name} must be at most {_shown_bound(high)}, not {shown}{why}")
     if spec.above is not None and not used > spec.above:
-        raise UserError(f"{name} must be above {_shown_bound(spec.above)}, not {shown}{why}")
+        raise UserError(f"{name} must be above {_shown_bound(spec.above)}, not {shown}")
     if spec.below is not None and not used < spec.below:
         raise UserError(f"{name} must be below {_shown_bound(spec.below)}, not {shown}{why}")
 
@@ -131,6 +132,25 @@ def _check_value(name: str, value: Any, spec: Spec, is_float: bool) -> None:
 # The largest seed a JAX key holds: jax.random.PRNGKey keeps 32 bits, so 2**32 draws seed 0's numbers.
 MAX_SEED = 2**32 - 1
 SEED_NOTE = "a JAX random key keeps 32 bits of its seed, so a larger one would draw a smaller seed's numbers"
+
+
+# The largest value of an int32, the type every step and epoch counter is held in on the device.
+INT32_MAX = 2**31 - 1
+STEP_NOTE = "the step counter is an int32, and every epoch takes at least one step"
+
+
+def check_total_steps(epochs: int, steps_per_epoch: int, what: str) -> None:
+    """Raises UserError when ``epochs`` of ``steps_per_epoch`` would pass the int32 step counter.
+
+    Checked before the run starts, so a run is refused up front instead of wrapping its counter
+    (and its learning-rate schedule, its sample and checkpoint steps) halfway through. ``what``
+    says where the steps per epoch come from, for the message.
+    """
+    total = epochs * steps_per_epoch
+    if total > INT32_MAX:
+        raise UserError(f"--epochs {epochs} of {steps_per_epoch} steps each ({what}) make {total} steps, "
+                        f"beyond the int32 step counter (at most {INT32_MAX}); ask for at most "
+                        f"{INT32_MAX // steps_per_epoch} epochs")
 
 
 def seed_setting(help: str) -> Any:
@@ -145,7 +165,9 @@ def _is_float_field(cls: type, field: dataclasses.Field) -> bool:
 
 
 def check(config: Any) -> None:
-    """Raises one UserError for the first field of ``config`` that breaks its rules (see ``setting``)."""
+    """Raises one UserError for the first field of ``config`` that breaks its rules (see ``setting``), or
+    when JAX's 64-bit mode would compute them in another precision than float32 and int32."""
+    require_32bit()
     for field in dataclasses.fields(config):
         spec = spec_of(field)
         if spec is None:

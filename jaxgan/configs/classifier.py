@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxgan.configs.base import check, seed_setting, setting
+from jaxgan.configs.base import INT32_MAX, STEP_NOTE, check, seed_setting, setting
 
 KIND = "classifier"
 
@@ -20,7 +20,7 @@ KIND = "classifier"
 class ClassifierConfig:
     """One classifier run; hashable so jitted functions take it as a static argument."""
 
-    epochs: int = setting(20, "passes over the training part", minimum=1)
+    epochs: int = setting(20, "passes over the training part", minimum=1, maximum=INT32_MAX, note=STEP_NOTE)
     batch_size: int = setting(128, "images per Adam step", minimum=1)
     learning_rate: float = setting(1e-3, "Adam learning rate (cosine-decayed to 0 over the run)", above=0.0)
     holdout_fraction: float = setting(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxgan.configs.base import check, seed_setting, setting
+from jaxgan.configs.base import INT32_MAX, STEP_NOTE, check, check_total_steps, seed_setting, setting
 from jaxgan.errors import UserError
 from jaxgan.models.gan import DISC_FEATURES, GEN_FEATURES
 
@@ -24,13 +24,17 @@ KIND = "gan"
 INTERPOLATION_MODES = ("linear", "slerp")
 D_LOSSES = ("mean", "sum")
 GRID_MODES = ("train", "eval")
+MAX_LATENT = 65536  # far above the study's 100; a mistyped size is refused before anything is allocated
+# The interpolation figure draws each image as its own matplotlib Axes, which costs time and memory.
+MAX_FIGURE_IMAGES = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
 class GANConfig:
     """The run's settings (the study's by default)."""
 
-    latent_dim: int = setting(100, "size of the generator's noise input", minimum=1)
+    latent_dim: int = setting(100, "size of the generator's noise input", minimum=1, maximum=MAX_LATENT,
+                              note="the noise of every batch and the generator's first layer grow with it")
     gen_features: tuple[int, ...] = setting(GEN_FEATURES, "generator layer widths", flag=None, minimum=1,
                                             item="generator width")
     disc_features: tuple[int, ...] = setting(DISC_FEATURES, "discriminator layer widths", flag=None,
@@ -44,9 +48,10 @@ class GANConfig:
     batch_size: int = setting(64, "real and fake images per step (at least 2: BatchNorm's statistics are "
                               "over the batch); the last partial batch of each epoch is dropped", minimum=2)
     epochs: int = setting(200, "total passes over the images; a resumed run continues up to this many",
-                          minimum=1, resume=False)
+                          minimum=1, maximum=INT32_MAX, note=STEP_NOTE, resume=False)
     sample_every: int = setting(500, "save a 5x5 grid of the fixed noise every this many steps, and at the "
-                                "end", minimum=1, resume=False)
+                                "end", minimum=1, maximum=INT32_MAX, resume=False,
+                                note="it is compared with the int32 step counter on the device")
     checkpoint_every: int = setting(5, "save a checkpoint every this many epochs, and at the end", minimum=1,
                                     resume=False)
     keep_checkpoints: int = setting(3, "how many of the newest checkpoints to keep", minimum=1, resume=False)
@@ -89,7 +94,10 @@ def get_config() -> GANConfig:
     return GANConfig()
 
 
-def check_batch(batch_size: int, num_images: int) -> None:
-    """Raises UserError when a batch does not fit the image set (every step takes a full batch)."""
+def check_batch(batch_size: int, num_images: int, epochs: int | None = None) -> None:
+    """Raises UserError when a batch does not fit the image set (every step takes a full batch), or when
+    ``epochs`` of it would pass the int32 step counter."""
     if batch_size > num_images:
         raise UserError(f"the batch size {batch_size} is larger than the {num_images} images of the data set")
+    if epochs is not None:
+        check_total_steps(epochs, num_images // batch_size, f"{num_images} images in batches of {batch_size}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import importlib.util
+import math
 import os
 import pathlib
 import socket
@@ -382,7 +383,8 @@ def _parse_idx(path: pathlib.Path, magic: int, ndim: int) -> np.ndarray:
         raise UserError(f"{path} is truncated: {content} is {len(data)} bytes long, shorter than its "
                         f"{header}-byte header")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    # In Python integers: a product in int64 wraps (4194304 x 2097152 x 2097152 is 2**64, 0 in int64).
+    expected = header + math.prod(dims)
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"
         unpacked = " once gunzipped" if gzipped else ""

@@ -19,6 +19,7 @@ from jaxgan.errors import UserError
 from jaxgan.gan.steps import WEIGHTS, generator_variables, init_state
 from jaxgan.models.gan import decode, latent_dim_of
 from jaxgan.runtime import checkpoint, workdir
+from jaxgan.runtime.precision import require_32bit
 
 
 def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str | None = None
@@ -33,6 +34,7 @@ def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str
     its raw generator; asking it (or one trained with ``ema_decay`` 0) for "ema" is a UserError,
     and so are weights that are not all finite.
     """
+    require_32bit()  # 64-bit noise would draw other images
     checkpoint_dir = workdir.checkpoints_of(checkpoint_dir)  # a run folder names its checkpoints
     if weights is not None and weights not in WEIGHTS:
         raise UserError(f"unknown generator weights {weights!r}; choose one of {', '.join(WEIGHTS)}")

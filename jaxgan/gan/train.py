@@ -66,13 +66,14 @@ def fingerprint(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:16]
 
 
-def _validate_images(images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Checks the image set is uint8 [N, 28, 28] with at least one full batch."""
+def _validate_images(images: np.ndarray, batch_size: int, epochs: int) -> np.ndarray:
+    """Checks the image set is uint8 [N, 28, 28] with at least one full batch, and ``epochs`` of it fit
+    the int32 step counter."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE:
         raise UserError("the GAN trains on uint8 images [N, 28, 28], not "
                         f"{images.dtype} {list(images.shape)}")
-    check_batch(batch_size, images.shape[0])
+    check_batch(batch_size, images.shape[0], epochs)
     return images
 
 
@@ -182,7 +183,7 @@ def train_and_evaluate(config: GANConfig, workdir: str, *, data: ImageSet, check
     final ``state``.
     """
     config.validate()
-    images = _validate_images(data.images, config.batch_size)
+    images = _validate_images(data.images, config.batch_size, config.epochs)
     steps_per_epoch = images.shape[0] // config.batch_size
     mesh = default_mesh() if mesh is None else mesh
     if not parallel.is_parallel(mesh):

@@ -155,7 +155,7 @@ def write_results(results: dict, workdir: str) -> list[str]:
     """
     if not parallel.is_writer():
         return []
-    os.makedirs(workdir, exist_ok=True)
+    files.make_dir(workdir)
     written = [files.write_text(os.path.join(workdir, "results.json"), json.dumps(results)),
                files.write_text(os.path.join(workdir, "summary.md"), summary_markdown(results))]
     written += plots.save_all(results, summary_rows(results), workdir)

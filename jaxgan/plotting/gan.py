@@ -14,16 +14,38 @@ from typing import IO
 
 import numpy as np
 
+from jaxgan.plotting.canvas import image_module, matplotlib_module, new_figure
 from jaxgan.runtime import files
 
+# The value ranges images come in: the generator's tanh output (and training's scaled images), and raw pixels.
+GENERATED = (-1.0, 1.0)
+PIXELS = (0.0, 255.0)
 
-def grid_image(images: np.ndarray, nrow: int, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
-    """Tiles images [n, H, W] in [-1, 1] into one float [rows*(H+pad)+pad, nrow*(W+pad)+pad] in [0, 1].
+
+def to_unit(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Images in ``value_range`` (low black, high white) as float32 in [0, 1].
+
+    Raises ValueError when the images lie outside that range (beyond float rounding): raw 0..255
+    pixels read as [-1, 1] would turn every digit into a white silhouette on grey, silently.
+    """
+    images = np.asarray(images, np.float32)
+    low, high = value_range
+    slack = 1e-3 * (high - low)
+    if images.size and (images.min() < low - slack or images.max() > high + slack):
+        raise ValueError(f"images span [{images.min():g}, {images.max():g}], outside the range "
+                         f"[{low:g}, {high:g}] they are drawn in; pass the range they are in")
+    return np.clip((images - low) / (high - low), 0.0, 1.0)
+
+
+def grid_image(images: np.ndarray, nrow: int, pad: int = 2, pad_value: float = 1.0,
+               value_range: tuple[float, float] = GENERATED) -> np.ndarray:
+    """Tiles images [n, H, W] in ``value_range`` (default [-1, 1]) into one float
+    [rows*(H+pad)+pad, nrow*(W+pad)+pad] in [0, 1].
 
     The white padding keeps tiles apart, on black digit backgrounds and on the grey of an
     untrained generator alike.
     """
-    images = np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+    images = to_unit(images, value_range)
     n, height, width = images.shape
     rows = -(-n // nrow)
     canvas = np.full((rows * (height + pad) + pad, nrow * (width + pad) + pad), pad_value, np.float32)
@@ -33,21 +55,24 @@ def grid_image(images: np.ndarray, nrow: int, pad: int = 2, pad_value: float = 1
     return canvas
 
 
-def save_grid(images: np.ndarray, path: str, nrow: int | None = None, scale: int = 3) -> None:
-    """Writes images [n, H, W] in [-1, 1] as one grayscale PNG grid (square by default), atomically.
+def save_grid(images: np.ndarray, path: str, nrow: int | None = None, scale: int = 3,
+              value_range: tuple[float, float] = GENERATED) -> None:
+    """Writes images [n, H, W] in ``value_range`` (default [-1, 1]; ``PIXELS`` for raw 0..255 images) as
+    one grayscale PNG grid (square by default), atomically: the range's low end black, its high end white.
 
     Each pixel becomes a ``scale`` x ``scale`` block, so a 28x28 digit is big enough to see.
     """
-    files.write_atomic(path, grid_writer(images, nrow, scale), binary=True)
+    files.write_atomic(path, grid_writer(images, nrow, scale, value_range), binary=True)
 
 
-def grid_writer(images: np.ndarray, nrow: int | None = None, scale: int = 3) -> Callable[[IO], None]:
+def grid_writer(images: np.ndarray, nrow: int | None = None, scale: int = 3,
+                value_range: tuple[float, float] = GENERATED) -> Callable[[IO], None]:
     """The function that writes ``save_grid``'s PNG into an open binary file (for ``files.write_all``)."""
-    import matplotlib.image
+    image = image_module()
 
     nrow = nrow or int(np.ceil(np.sqrt(len(images))))
-    grid = np.kron(grid_image(images, nrow), np.ones((scale, scale), np.float32))
-    return lambda f: matplotlib.image.imsave(f, grid, cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    grid = np.kron(grid_image(images, nrow, value_range=value_range), np.ones((scale, scale), np.float32))
+    return lambda f: image.imsave(f, grid, cmap="gray", vmin=0.0, vmax=1.0, format="png")
 
 
 def grid_files(samples_dir: str) -> list[tuple[int, str]]:
@@ -72,16 +97,15 @@ def progress_panels(grids: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
 
 def progress_figure(samples_dir: str, path: str) -> None:
     """Draws the grids at the start, the middle and the end of training side by side, as in the study."""
-    import matplotlib.image
-    from matplotlib.figure import Figure
+    image = image_module()
 
     panels = progress_panels(grid_files(samples_dir))
     if not panels:
         return
-    fig = Figure(figsize=(3.2 * len(panels), 3.6))
+    fig = new_figure(figsize=(3.2 * len(panels), 3.6))
     for i, (step, grid_path, label) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        ax.imshow(matplotlib.image.imread(grid_path), cmap="gray", interpolation="nearest")
+        ax.imshow(image.imread(grid_path), cmap="gray", interpolation="nearest")
         ax.set_title(f"{label}: step {step}")
         ax.axis("off")
     fig.tight_layout()
@@ -100,8 +124,6 @@ def smoothed(steps: np.ndarray, values: np.ndarray, points: int = 200) -> tuple[
 
 def loss_figure(metrics_path: str, path: str) -> None:
     """Plots the losses and D(x), D(G(z)) against the step from a metrics.jsonl file (running means)."""
-    from matplotlib.figure import Figure
-
     records = files.read_jsonl(metrics_path)
     if not records:
         return
@@ -111,7 +133,7 @@ def loss_figure(metrics_path: str, path: str) -> None:
         """The running mean of one metric: (steps, values)."""
         return smoothed(steps, np.asarray([r[name] for r in records], np.float64))
 
-    fig = Figure(figsize=(10, 3.6))
+    fig = new_figure(figsize=(10, 3.6))
     ax = fig.add_subplot(1, 2, 1)
     ax.plot(*curve("d_loss"), label="discriminator")
     ax.plot(*curve("g_loss"), label="generator")
@@ -130,14 +152,14 @@ def loss_figure(metrics_path: str, path: str) -> None:
 
 def scores_figure(scores_path: str, path: str) -> None:
     """Plots Inception Score and FID against the step from a scores.jsonl file, raw vs EMA weights."""
-    from matplotlib.figure import Figure
+    matplotlib_module()  # before any matplotlib submodule (see jaxgan.plotting.canvas)
     from matplotlib.ticker import FuncFormatter
 
     records = files.read_jsonl(scores_path)
     if not records:
         return
     steps = [r["step"] for r in records]
-    fig = Figure(figsize=(10, 3.6))
+    fig = new_figure(figsize=(10, 3.6))
     panels = (("inception_score", "Inception Score (higher is better)"), ("fid", "FID (lower is better)"))
     for i, (name, label) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)

@@ -10,6 +10,8 @@ from typing import IO
 
 import numpy as np
 
+from jaxgan.plotting.canvas import new_figure
+from jaxgan.plotting.gan import GENERATED, to_unit
 from jaxgan.runtime import files
 
 DPI = 100
@@ -41,15 +43,14 @@ def rows_figure(images: np.ndarray, probs: np.ndarray | None, path: str, title: 
 
 def rows_writer(images: np.ndarray, probs: np.ndarray | None, title: str = "") -> Callable[[IO], None]:
     """The function that writes ``rows_figure``'s PNG into an open binary file (for ``files.write_all``)."""
-    from matplotlib.figure import Figure
 
-    images = np.asarray(images)
-    num_rows, num_cols = images.shape[:2]
-    fig = Figure(figsize=figure_inches(num_rows, num_cols, title))
+    unit = to_unit(images, GENERATED)  # -1 black, 1 white; raises on images in another range
+    num_rows, num_cols = unit.shape[:2]
+    fig = new_figure(figsize=figure_inches(num_rows, num_cols, title))
     for r in range(num_rows):
         for c in range(num_cols):
             ax = fig.add_subplot(num_rows, num_cols, r * num_cols + c + 1)
-            ax.imshow((images[r, c] + 1.0) / 2.0, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.imshow(unit[r, c], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             if probs is not None:
                 label = f"{int(probs[r, c].argmax())} ({float(probs[r, c].max()):.2f})"
             else:

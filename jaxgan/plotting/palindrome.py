@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from jaxgan.plotting.canvas import new_figure
 from jaxgan.runtime import files
 
 COLORS = {"train": "tab:blue", "val": "tab:orange"}
@@ -23,10 +24,9 @@ def _curves(runs: list[dict], name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def curves_figure(results: dict, length: int, encoding: str):
     """Accuracy (top) and loss (bottom), train and validation, one column per model."""
-    from matplotlib.figure import Figure
 
     models = results["config"]["models"]
-    fig = Figure(figsize=(4.2 * len(models), 6))
+    fig = new_figure(figsize=(4.2 * len(models), 6))
     axes = fig.subplots(2, len(models), squeeze=False, sharex=True, sharey="row")
     for col, model in enumerate(models):
         runs = [r for r in results["runs"]
@@ -56,9 +56,8 @@ def length_figure(rows: list[dict], epochs: int, models: list[str], encodings: l
     (left) and the first epoch at which a run reached 99% (right), each the mean over seeds with a
     ±1 std band. ``rows`` are ``summary.summary_rows``; a length where no seed reached 99% has no
     point on the right, and one where only some did says how many."""
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4))
+    fig = new_figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2)
     for encoding in encodings:
         for model in models:

@@ -23,6 +23,7 @@ import fcntl
 import gc
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -132,7 +133,26 @@ def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = 3,
     else:  # read-only: Orbax wants no retention policy and no save interval then
         options = ocp.CheckpointManagerOptions(read_only=True, create=False, max_to_keep=None,
                                                save_interval_steps=0)
+        with _without_read_only_warning():
+            return ocp.CheckpointManager(directory, options=options, item_names=_ITEMS)
     return ocp.CheckpointManager(directory, options=options, item_names=_ITEMS)
+
+
+@contextlib.contextmanager
+def _without_read_only_warning() -> Iterator[None]:
+    """Drops the warning Orbax logs for every read-only manager ("Given directory is read only"): reading
+    a checkpoint is what the caller asked for, not news."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        """False for Orbax's read-only warning."""
+        return not str(record.msg).startswith("Given directory is read only")
+
+    logger = logging.getLogger("absl")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, record: dict) -> None:
@@ -150,12 +170,67 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, record: dict) ->
                          f"{_listed(manager)}); training stopped so that nothing is lost silently")
 
 
-def confirm_saved(manager: ocp.CheckpointManager, step: int) -> None:
-    """Waits for pending saves, then raises SaveFailed unless ``step`` is a finished checkpoint on disk."""
-    manager.wait_until_finished()
-    if not os.path.isdir(os.path.join(str(manager.directory), str(step))):
-        raise SaveFailed(f"the checkpoint at step {step} in {manager.directory} is missing after its save "
-                         f"finished (the folder holds steps {_listed(manager)})")
+def confirm_saved(manager: ocp.CheckpointManager, step: int, *, unit: str = "step") -> None:
+    """Waits for pending saves, then raises SaveFailed unless ``step`` is a finished checkpoint on disk.
+
+    A save that failed in the background (a full disk, a vanished folder) is one sentence here that
+    names the step that was lost and the newest one still on disk, which the failed save left intact.
+    ``unit`` is what the checkpoints' numbers count ("step" or "epoch"), for the message.
+    """
+    directory = str(manager.directory)
+    try:
+        with quiet_failed_saves():
+            manager.wait_until_finished()
+    except Exception as err:  # Orbax re-raises its background thread's error, of any type
+        raise SaveFailed(f"the checkpoint at {unit} {step} in {directory} could not be written "
+                         f"({failure_reason(err)}), so training stopped; "
+                         f"{last_good(directory, unit, besides=step)}") from None
+    if not os.path.isdir(os.path.join(directory, str(step))):
+        raise SaveFailed(f"the checkpoint at {unit} {step} in {directory} is missing after its save "
+                         f"finished (the folder holds {unit}s {_listed(manager)})")
+
+
+def failure_reason(err: BaseException) -> str:
+    """Why a write failed, in words: the operating system's reason where the error carries one (Orbax and
+    TensorStore put it in their message as ``os_error_code``), else the error's type and first line."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err)
+    code = re.search(r"os_error_code='?(\d+)", text)
+    if code:
+        return os.strerror(int(code.group(1)))
+    first = (text.strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
+
+
+def last_good(directory: str, unit: str = "step", *, besides: int | None = None) -> str:
+    """Which checkpoint in ``directory`` is the newest complete one (other than ``besides``), in words."""
+    steps = [int(n) for n in _step_names(directory) if int(n) != besides]
+    if not steps:
+        return f"there is no earlier checkpoint in {directory}"
+    return f"the checkpoint at {unit} {max(steps)} is the last good one"
+
+
+_SAVE_NOISE = ("raised an exception", "Failed to run", "thread (save_finalize) failed", "Failed to save")
+
+
+@contextlib.contextmanager
+def quiet_failed_saves() -> Iterator[None]:
+    """Drops Orbax's log records (each with a traceback) about a save that failed in a background thread,
+    while the block runs: they come while training goes on, and ``confirm_saved`` says it in one sentence
+    at the next save or the end. Blocks nest, each with its own filter."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        """False for a record about a failed background save."""
+        message = record.getMessage()
+        return not (record.levelno >= logging.ERROR and any(text in message for text in _SAVE_NOISE))
+
+    logger = logging.getLogger("absl")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _listed(manager: ocp.CheckpointManager) -> str:
@@ -330,9 +405,12 @@ def lock(directory: str | os.PathLike) -> Iterator[str]:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise UserError(f"another run (process {holder}) is using {os.path.dirname(path)}; wait for it "
                             f"to finish, or choose another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fsync(fd)
+        except OSError as err:  # a full disk
+            raise UserError(f"cannot write the lock file {path}: {err.strerror}") from None
         try:
             yield path
         finally:

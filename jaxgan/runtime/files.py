@@ -3,7 +3,8 @@
 ``write_atomic(path, write)`` is the only way this project writes a result file: ``write`` fills
 a temporary file beside ``path`` (same folder, so the rename is atomic), which then replaces
 ``path``. A reader never sees half a file, and a run killed mid-write leaves the old file (or
-none) and a stray temporary, never a torn result.
+none) and a stray temporary, never a torn result. A write the disk refuses (full, gone, read-only)
+is ``WriteFailed``, one sentence naming the file and the reason, with the old file left as it was.
 """
 
 from __future__ import annotations
@@ -15,6 +16,28 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import IO
 
 import numpy as np
+
+from jaxgan.errors import UserError
+
+
+class WriteFailed(UserError):
+    """A result file could not be written (a full, vanished or read-only disk); the old one is intact."""
+
+
+def _failed(path: str | os.PathLike, err: OSError) -> WriteFailed:
+    """The one sentence for a write the operating system refused."""
+    return WriteFailed(f"cannot write {os.fspath(path)}: {err.strerror or err}; the run stopped there, and "
+                       f"what was written before it is intact")
+
+
+def make_dir(path: str | os.PathLike) -> str:
+    """Makes folder ``path`` and its parents (an existing one is fine); WriteFailed when the disk refuses."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise _failed(path, err) from None
+    return os.fspath(path)
+
 
 _UMASK = os.umask(0o022)  # read once (setting it is the only way), then put back
 os.umask(_UMASK)
@@ -33,22 +56,27 @@ def _temporary_beside(path: str, binary: bool) -> tuple[IO, str]:
 def write_all(writes: Mapping[str | os.PathLike, tuple[Callable[[IO], None], bool]]) -> list[str]:
     """Writes several files as one: ``{path: (write, binary)}``; every ``write(file)`` fills a temporary
     beside its path first, and only when all have succeeded are they renamed over their paths, so an
-    error in any of them replaces none. Returns the paths."""
+    error in any of them replaces none (a refusal of the disk is WriteFailed). Returns the paths."""
     made: list[tuple[str, str]] = []
+    current = ""
     try:
         for path, (write, binary) in writes.items():
-            f, tmp = _temporary_beside(os.fspath(path), binary)
-            made.append((tmp, os.fspath(path)))
+            current = os.fspath(path)
+            f, tmp = _temporary_beside(current, binary)
+            made.append((tmp, current))
             with f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
         for tmp, path in made:
+            current = path
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         for tmp, _ in made:
             if os.path.exists(tmp):
                 os.remove(tmp)
+        if isinstance(err, OSError):
+            raise _failed(current, err) from None
         raise
     return [path for _, path in made]
 
@@ -86,10 +114,13 @@ def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> str:
 def append_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
     """Appends each record as one line and flushes it to disk (a line is never half-written)."""
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:  # a torn last line is what read_jsonl ignores, and resume cuts away
+        raise _failed(path, err) from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

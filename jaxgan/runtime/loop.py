@@ -119,13 +119,14 @@ class Run:
         """Starts an asynchronous save of ``state`` at ``step``, with the record; never skipped silently."""
         if self.manager is None:
             return
+        self.confirm()  # Orbax waits for the previous save here anyway; one that failed stops the run now
         checkpoint.save(self.manager, step, state, self.record)
         self._pending = step
 
     def confirm(self) -> None:
         """Waits for the pending save and checks that it is on disk (``checkpoint.SaveFailed`` if not)."""
         if self.manager is not None and self._pending is not None:
-            checkpoint.confirm_saved(self.manager, self._pending)
+            checkpoint.confirm_saved(self.manager, self._pending, unit=self.unit)
             self._pending = None
 
     def stop_signal(self) -> int | None:
@@ -199,6 +200,7 @@ def open_run(directory: str | None, *, kind: str, record: dict, abstract: Any,
             # Unwound before the lock is released: a save already started completes, even after a failure.
             stack.callback(manager.wait_until_finished)
             stack.enter_context(checkpoint.quiet_failed_restores())
+            stack.enter_context(checkpoint.quiet_failed_saves())  # a failed save is one sentence, at confirm
         run = Run(directory=directory, label=label, record=record, manager=manager, received=received,
                   writer=parallel.is_writer(), unit=unit)
         if manager is not None:
