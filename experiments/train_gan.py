@@ -46,8 +46,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="when --checkpoint-dir holds checkpoints but none can be restored, train "
                              "from scratch instead of stopping (the damaged ones are moved to its "
                              "damaged/ folder, never deleted)")
-    # For tests and quick trials: train on the first N images only (the checkpoint records N).
-    parser.add_argument("--limit-images", type=_cli.positive_int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--limit-images", type=_cli.positive_int, default=None, metavar="N",
+                        help="train on the first N images of the split only, for quick trials and tests "
+                             "(default: all)")
     _cli.add_distributed_flags(parser)
     return parser.parse_args(argv)
 
