@@ -41,15 +41,21 @@ _CACHE_EPILOG = (f"Compiled programs are kept in a per-user cache folder ({{cach
                  f"{CACHE_ENV}=DIR moves it.")
 
 
-def parser(prog: str, doc: str) -> Parser:
+def parser(prog: str, doc: str, *, compiles: bool = True) -> Parser:
     """The parser of ``python -m experiments.PROG``: its help is the script's docstring, and it takes
-    ``--no-compile-cache`` (``run`` acts on it before anything compiles)."""
-    made = Parser(prog=f"python -m experiments.{prog}", description=doc,
-                  epilog=textwrap.fill(_CACHE_EPILOG.format(cache=compilation_cache_dir() or "off"), 79,
-                                       break_on_hyphens=False),
+    ``--debug`` and, for a script that compiles JAX programs (``compiles``), ``--no-compile-cache``
+    (``run`` acts on both before parsing)."""
+    epilog = None
+    if compiles:
+        epilog = textwrap.fill(_CACHE_EPILOG.format(cache=compilation_cache_dir() or "off"), 79,
+                               break_on_hyphens=False)
+    made = Parser(prog=f"python -m experiments.{prog}", description=doc, epilog=epilog,
                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    made.add_argument("--no-compile-cache", action="store_true",
-                      help="do not keep compiled programs between runs (see below)")
+    made.add_argument("--debug", action="store_true",
+                      help="on bad input, raise the error with its full traceback instead of one line")
+    if compiles:
+        made.add_argument("--no-compile-cache", action="store_true",
+                          help="do not keep compiled programs between runs (see below)")
     return made
 
 
@@ -198,7 +204,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, *, exclude: Seq
             extra["type"] = _TYPES[extra["type"]]
         kwargs.update(extra)
         kwargs = {key: value for key, value in kwargs.items() if value is not None or key == "default"}
-        target.add_argument(flag, **kwargs)
+        target.add_argument(flag, *spec.aliases, **kwargs)
 
 
 def config_from_args(cls: type, args: argparse.Namespace, base: Any = None, **values) -> Any:

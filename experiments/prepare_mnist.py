@@ -18,7 +18,7 @@ from experiments import _cli
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parses the flags and prepares MNIST in tfds's data directory."""
-    parser = _cli.parser("prepare_mnist", __doc__)
+    parser = _cli.parser("prepare_mnist", __doc__, compiles=False)  # it converts files only
     parser.add_argument("--data-dir", default=None,
                         help="tfds data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     args = parser.parse_args(argv)

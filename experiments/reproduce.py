@@ -19,7 +19,7 @@ from experiments import _cli
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The flags (--tiny and the per-stage epoch overrides are for tests and are not listed)."""
+    """The flags: the preset (the study's, --quick or --tiny), images, seed, per-stage epochs, outputs."""
     parser = _cli.parser("reproduce", __doc__)
     _cli.add_image_flags(parser, "which split of the source the classifier and GAN use")
     parser.add_argument("--seed", type=_cli.seed, default=0,
@@ -27,9 +27,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="shrink every stage to finish in minutes on a CPU (the sizes are in "
                              "jaxgan/configs/reproduce.py, QUICK); the report says so")
-    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
-    for name in ("palindrome-epochs", "classifier-epochs", "gan-epochs"):
-        parser.add_argument(f"--{name}", type=_cli.positive_int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tiny", action="store_true",
+                        help="shrink every stage as far as still runs it, to check the pipeline in seconds "
+                             "(the test suite's size; its numbers mean nothing)")
+    for stage in ("palindrome", "classifier", "gan"):
+        parser.add_argument(f"--{stage}-epochs", type=_cli.positive_int, default=None, metavar="N",
+                            help=f"train the {stage} stage for N epochs instead of the preset's; the report "
+                                 f"names the run 'with overrides' (default: the preset's)")
     parser.add_argument("--workdir", default="runs/reproduce",
                         help="the run's folder: REPORT.md, every figure, and each stage's run (with its "
                              "checkpoints) in a sub-folder; a folder that holds this run continues it, one "

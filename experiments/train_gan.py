@@ -39,8 +39,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "against its held-out images, into scores.jsonl and scores.png (default: no "
                              "scores)")
     _cli.add_run_flags(parser, "gan", "config.json, metrics.jsonl, samples/, progress.png, losses.png")
-    # For tests and quick trials: train on the first N images only (the run's record holds N).
-    parser.add_argument("--limit-images", type=_cli.positive_int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--limit-images", type=_cli.positive_int, default=None, metavar="N",
+                        help="train on the first N images of the split only, for quick trials and tests "
+                             "(default: all; the run's record holds N)")
     _cli.add_distributed_flags(parser)
     return parser.parse_args(argv)
 

@@ -35,6 +35,7 @@ class Spec:
 
     help: str
     flag: str | None
+    aliases: tuple[str, ...] = ()  # other names the same flag answers to (``--learning-rate`` for ``--lr``)
     minimum: float | None = None
     maximum: float | None = None
     below: float | None = None  # an exclusive upper bound
@@ -48,20 +49,23 @@ class Spec:
     note: str | None = None  # why the upper bound is what it is, added to its range error
 
 
-def setting(default: Any, help: str, *, flag: str | None = "", minimum: float | None = None,
-            maximum: float | None = None, below: float | None = None, above: float | None = None,
+def setting(default: Any, help: str, *, flag: str | None = "", aliases: Sequence[str] = (),
+            minimum: float | None = None, maximum: float | None = None, below: float | None = None,
+            above: float | None = None,
             choices: Sequence | None = None, item: str | None = None, resume: bool = True,
             legacy: Any = _NO_LEGACY, cli: dict | None = None,
             parse: Callable[[Any], Any] | None = None, note: str | None = None) -> Any:
     """A dataclass field with its rules: ``minimum``/``maximum`` (inclusive), ``above``/``below``
     (exclusive, checked in float32 for floats), ``choices``; for tuples every element is checked.
 
-    ``flag`` is the command-line flag (default: ``--`` and the name with dashes; None: no flag).
+    ``flag`` is the command-line flag (default: ``--`` and the name with dashes; None: no flag);
+    ``aliases`` are other names it answers to (the help lists them, messages use ``flag``).
     ``resume=False`` fields may differ between a checkpoint and the run that resumes it.
     ``legacy`` is the value a record written before the field existed stands for; ``note`` says why
     the upper bound is what it is (a message about the upper bound ends with it).
     """
-    spec = Spec(help=help, flag=flag, minimum=minimum, maximum=maximum, below=below, above=above,
+    spec = Spec(help=help, flag=flag, aliases=tuple(aliases), minimum=minimum, maximum=maximum, below=below,
+                above=above,
                 choices=None if choices is None else tuple(choices), item=item, resume=resume,
                 legacy=legacy, cli=cli, parse=parse, note=note)
     return dataclasses.field(default=default, metadata={"spec": spec})

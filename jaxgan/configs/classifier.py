@@ -22,17 +22,18 @@ class ClassifierConfig:
 
     epochs: int = setting(20, "passes over the training part", minimum=1, maximum=INT32_MAX, note=STEP_NOTE)
     batch_size: int = setting(128, "images per Adam step", minimum=1)
-    learning_rate: float = setting(1e-3, "Adam learning rate (cosine-decayed to 0 over the run)", above=0.0)
+    learning_rate: float = setting(1e-3, "Adam learning rate (cosine-decayed to 0 over the run)",
+                                   flag="--lr", aliases=("--learning-rate",), above=0.0)
     holdout_fraction: float = setting(
         0.2, "fraction of the images held out for evaluation, drawn from the seed; 0.2 of the 10,000 MNIST "
         "test images trains on 8,000 and holds out 2,000", flag="--holdout", above=0.0, below=1.0)
     seed: int = seed_setting("seed of the split, the initialisation, shuffling and dropout")
-    conv1: int = setting(32, "channels of the first convolution", flag=None, minimum=1)
-    conv2: int = setting(64, "channels of the second convolution", flag=None, minimum=1)
-    hidden: int = setting(128, "units of the feature layer (the features FID compares)", flag=None, minimum=1)
-    dropout: float = setting(0.25, "dropout before the output layer", flag=None, minimum=0.0, below=1.0)
+    conv1: int = setting(32, "channels of the first convolution", minimum=1)
+    conv2: int = setting(64, "channels of the second convolution", minimum=1)
+    hidden: int = setting(128, "units of the feature layer (the features FID compares)", minimum=1)
+    dropout: float = setting(0.25, "dropout rate before the output layer", minimum=0.0, below=1.0)
     max_shift: int = setting(2, "training images move by up to this many pixels each way (0: none)",
-                             flag=None, minimum=0)
+                             minimum=0)
     dataset: str = setting("auto", "what was asked for (a --dataset value); the loaded source is logged too",
                            flag=None)
     split: str = setting("train", "the split of the dataset", flag=None)

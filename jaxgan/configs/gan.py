@@ -35,11 +35,15 @@ class GANConfig:
 
     latent_dim: int = setting(100, "size of the generator's noise input", minimum=1, maximum=MAX_LATENT,
                               note="the noise of every batch and the generator's first layer grow with it")
-    gen_features: tuple[int, ...] = setting(GEN_FEATURES, "generator layer widths", flag=None, minimum=1,
-                                            item="generator width")
-    disc_features: tuple[int, ...] = setting(DISC_FEATURES, "discriminator layer widths", flag=None,
-                                             minimum=1, item="discriminator width")
-    learning_rate: float = setting(2e-4, "Adam learning rate of both networks", flag="--lr", above=0.0)
+    gen_features: tuple[int, ...] = setting(
+        GEN_FEATURES, "widths of the generator's hidden layers, from the noise on (BatchNorm after all but "
+        "the first); its output layer is always 784, a 28x28 image", minimum=1, item="generator width",
+        cli={"metavar": "WIDTH"})
+    disc_features: tuple[int, ...] = setting(
+        DISC_FEATURES, "widths of the discriminator's hidden layers, from the image on; its output layer is "
+        "always 1", minimum=1, item="discriminator width", cli={"metavar": "WIDTH"})
+    learning_rate: float = setting(2e-4, "Adam learning rate of both networks", flag="--lr",
+                                   aliases=("--learning-rate",), above=0.0)
     b1: float = setting(0.5, "Adam beta1; the study used PyTorch's default 0.9, which after 2,500 steps on "
                         "MNIST still draws blobs (FID ~560 against ~210 with 0.5; see the README)",
                         minimum=0.0, below=1.0)

@@ -83,7 +83,8 @@ class PalindromeConfig:
     val_fraction: float = setting(0.2, "share of the palindromes held out for validation", flag=None,
                                   above=0.0, below=1.0)
     batch_size: int = setting(128, "batch size; the last batch of an epoch is the remainder", minimum=1)
-    learning_rate: float = setting(1e-3, "RMSprop learning rate (PyTorch semantics)", flag="--lr", above=0.0)
+    learning_rate: float = setting(1e-3, "RMSprop learning rate (PyTorch semantics)", flag="--lr",
+                                   aliases=("--learning-rate",), above=0.0)
     clip_norm: float = setting(10.0, "global gradient-norm clipping threshold", above=0.0)
     unroll: int = setting(1, "time steps unrolled per scan iteration; a speed knob only", minimum=1)
     strategy: str = setting(

@@ -22,6 +22,12 @@ def _curves(runs: list[dict], name: str) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(0), values.std(0)
 
 
+def _band(mean: np.ndarray, std: np.ndarray, low: float, high: float | None = None):
+    """The ±1 std band around ``mean``, clipped to the values the quantity can take ([0, 1] for an
+    accuracy, >= 0 for a loss): a spread over seeds never draws an accuracy above 1."""
+    return np.clip(mean - std, low, high), np.clip(mean + std, low, high)
+
+
 def curves_figure(results: dict, length: int, encoding: str):
     """Accuracy (top) and loss (bottom), train and validation, one column per model."""
 
@@ -37,7 +43,8 @@ def curves_figure(results: dict, length: int, encoding: str):
             for split in ("train", "val"):
                 mean, std = _curves(runs, f"{split}_{metric}")
                 ax.plot(epochs, mean, color=COLORS[split], label=split)
-                ax.fill_between(epochs, mean - std, mean + std, color=COLORS[split], alpha=0.25)
+                ax.fill_between(epochs, *_band(mean, std, 0.0, 1.0 if metric == "acc" else None),
+                                color=COLORS[split], alpha=0.25)
             ax.set_ylabel("accuracy" if metric == "acc" else "cross-entropy")
             ax.grid(alpha=0.3)
         seeds = f"{len(runs)} seeds" if len(runs) > 1 else "1 seed"
@@ -54,8 +61,8 @@ def curves_figure(results: dict, length: int, encoding: str):
 def length_figure(rows: list[dict], epochs: int, models: list[str], encodings: list[str]):
     """Against the input length T, one line per model and encoding: the final validation accuracy
     (left) and the first epoch at which a run reached 99% (right), each the mean over seeds with a
-    ±1 std band. ``rows`` are ``summary.summary_rows``; a length where no seed reached 99% has no
-    point on the right, and one where only some did says how many."""
+    ±1 std band (clipped to [0, 1] and to [1, epochs]). ``rows`` are ``summary.summary_rows``; a length
+    where no seed reached 99% has no point on the right, and one where only some did says how many."""
 
     fig = new_figure(figsize=(11, 4))
     left, right = fig.subplots(1, 2)
@@ -71,14 +78,15 @@ def length_figure(rows: list[dict], epochs: int, models: list[str], encodings: l
             label = f"{model.upper()} ({encoding})"
             mean, std = np.array([f.mean() for f in finals]), np.array([f.std() for f in finals])
             line, = left.plot(lengths, mean, style, marker="o", label=label)
-            left.fill_between(lengths, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            left.fill_between(lengths, *_band(mean, std, 0.0, 1.0), color=line.get_color(), alpha=0.2)
             reached = [np.array([e for e in r["converged"] if e is not None], float) for r in mine]
             has = np.array([e.size > 0 for e in reached])
             if has.any():
                 mean = np.array([e.mean() for e in reached if e.size])
                 std = np.array([e.std() for e in reached if e.size])
                 right.plot(lengths[has], mean, style, marker="o", color=line.get_color(), label=label)
-                right.fill_between(lengths[has], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+                right.fill_between(lengths[has], *_band(mean, std, 1.0, epochs), color=line.get_color(),
+                                   alpha=0.2)
                 for t, e, r in zip(lengths[has], mean, (r for r, h in zip(mine, has, strict=True) if h),
                                    strict=True):
                     if len(r["converged"]) > sum(x is not None for x in r["converged"]):
