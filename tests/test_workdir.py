@@ -295,3 +295,31 @@ def test_temporary_files_are_each_writers_own_and_never_left_behind(tmp_path, mo
     with pytest.raises(files.WriteFailed, match=f"cannot write {path}: No space left on device"):
         files.write_json(path, {"new": 1})
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def _events(folder: pathlib.Path):
+    """TensorBoard's own reader over the run folder's event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_a_runs_tensorboard_events_hold_its_metrics_while_and_after_it_trains(gan_run, study_run):
+    """The event files in the run folder, read back with TensorBoard's reader, hold the run's numbers: the
+    GAN's losses as metrics.jsonl has them, its grids as images; the study's every run and epoch."""
+    events = _events(gan_run)
+    lines = [json.loads(line) for line in (gan_run / "metrics.jsonl").read_text().splitlines()]
+    train = {e.step: e.value for e in events.Scalars("train/d_loss")}
+    assert train == pytest.approx({line["step"]: line["d_loss"] for line in lines}, rel=1e-6)
+    mean = events.Scalars("epoch_mean/g_loss")
+    assert [e.step for e in mean] == [2] and mean[0].value == pytest.approx(
+        sum(line["g_loss"] for line in lines) / len(lines), rel=1e-5)
+    assert [e.step for e in events.Images("samples")] == [0, 1]  # --sample-every 1: a grid each step
+    results = json.loads((study_run / "results.json").read_text())
+    events = _events(study_run)
+    for run in results["runs"]:
+        tag = f"{run['model']}-{run['encoding']}/T{run['length']}/seed{run['seed']}/val_acc"
+        values = [e.value for e in events.Scalars(tag)]
+        assert values == pytest.approx(run["val_acc"], abs=1e-6)

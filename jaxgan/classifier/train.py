@@ -31,7 +31,7 @@ from jaxgan.configs.classifier import KIND, ClassifierConfig
 from jaxgan.data.images import ImageSet
 from jaxgan.errors import UserError
 from jaxgan.models.classifier import NUM_CLASSES
-from jaxgan.runtime import files, loop
+from jaxgan.runtime import files, loop, tensorboard
 from jaxgan.runtime import workdir as workdir_lib
 
 KEEP_CHECKPOINTS = 2  # the newest, and one to fall back on if the newest is damaged
@@ -70,11 +70,11 @@ def train_and_evaluate(config: ClassifierConfig, workdir: str, *, data: ImageSet
     ``workdir``.
 
     The folder (``jaxgan.runtime.workdir.claim``) holds ``config.json``, ``metrics.jsonl`` (one line
-    per epoch) and the checkpoints (``workdir/checkpoints`` unless ``checkpoint_dir`` says
-    otherwise); a folder that holds this run resumes it, one that holds another run is refused,
-    and ``restart`` moves what it held aside. A damaged newest checkpoint is set aside with a
-    warning and an older one resumed; SIGINT or SIGTERM stops after the current epoch's checkpoint
-    with ``Interrupted``; a non-finite metric raises ``loop.NonFinite`` without saving.
+    per epoch, also as TensorBoard events) and the checkpoints (``workdir/checkpoints`` unless
+    ``checkpoint_dir`` says otherwise); a folder that holds this run resumes it, one that holds
+    another run is refused, and ``restart`` moves what it held aside. A damaged newest checkpoint
+    is set aside with a warning and an older one resumed; SIGINT or SIGTERM stops after the current
+    epoch's checkpoint with ``Interrupted``; a non-finite metric raises ``loop.NonFinite`` without saving.
     ``progress`` gets ``loop.Progress`` events ("start", then "chunk" per epoch).
 
     Returns the trained ``variables`` (``{"params": ...}``), the last epoch's metrics, the split
@@ -108,6 +108,8 @@ def train_and_evaluate(config: ClassifierConfig, workdir: str, *, data: ImageSet
                                                 abstract=abstract, must_match=identity(record),
                                                 keep=KEEP_CHECKPOINTS, unit="epoch"))
         folder.commit()  # the checkpoints opened: this is the folder's run now
+        events = stack.enter_context(tensorboard.open_writer(folder.path, enabled=run.writer))
+        events.hparams(record, metrics=["holdout_accuracy", "train_loss"])  # the scalars the tab shows
         metrics_path = folder.file("metrics.jsonl")
         start = run.start
         state = run.state if run.resumed else init_state(keys["init"], config)
@@ -126,6 +128,8 @@ def train_and_evaluate(config: ClassifierConfig, workdir: str, *, data: ImageSet
                 return
             if run.writer:
                 files.append_jsonl(metrics_path, [metrics])
+            events.scalars(epoch + 1, {k: v for k, v in metrics.items() if k != "epoch"})
+            events.flush()
             progress(loop.Progress("chunk", "classifier", epoch + 1, config.epochs,
                                    metrics={"loss": metrics["train_loss"],
                                             "holdout_acc": metrics["holdout_accuracy"]}))

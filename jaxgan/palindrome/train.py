@@ -29,7 +29,7 @@ from jaxgan.errors import UserError
 from jaxgan.palindrome import summary
 from jaxgan.palindrome.steps import METRICS, RunConfig
 from jaxgan.palindrome.sweep import init_sweep, pair_arrays, run_lengths, sweep_chunks
-from jaxgan.runtime import loop, signals
+from jaxgan.runtime import loop, parallel, signals, tensorboard
 from jaxgan.runtime import workdir as workdir_lib
 
 KIND = "palindrome-sweep"
@@ -51,7 +51,8 @@ def sweep_target(run_config: RunConfig, lengths: Sequence[int], seeds: Sequence[
 
 
 def train(config: PalindromeConfig, checkpoint_dir: str | None, *, progress: loop.ProgressFn = loop.ignore,
-          received: list[int] | None = None, opened: Callable[[], None] | None = None) -> dict:
+          received: list[int] | None = None, opened: Callable[[], None] | None = None,
+          events: tensorboard.Writer | None = None) -> dict:
     """Trains (or resumes) every sweep of ``config``; returns the results dict. The caller holds the run
     folder (``train_and_evaluate`` claims it; tests and benchmarks may call this alone).
 
@@ -62,7 +63,8 @@ def train(config: PalindromeConfig, checkpoint_dir: str | None, *, progress: loo
     label ``MODEL/ENCODING``, resumed or not) and a "chunk" event after every chunk. Raises
     ``loop.Interrupted`` after a checkpoint when SIGINT or SIGTERM arrived, and ``loop.NonFinite``
     (without saving) when a metric stops being finite. ``opened()`` is called as each sweep's
-    checkpoints have opened, before it trains.
+    checkpoints have opened, before it trains. ``events`` (a TensorBoard writer) gets every run's
+    metrics of every epoch as it trains: ``MODEL-ENCODING/T<length>/seed<seed>/METRIC`` (``rnn-scalar/T15/seed0/val_acc``).
 
     Results: ``{"config": the study's settings, "runs": [one dict per (model, encoding, length,
     seed) with its metrics per epoch and "final_val_acc"]}``.
@@ -79,7 +81,8 @@ def train(config: PalindromeConfig, checkpoint_dir: str | None, *, progress: loo
             metrics = train_sweep(run_config, lengths, seeds, config.epochs, directory,
                                   label=f"{model}/{encoding}", chunk_epochs=config.chunk_epochs,
                                   strategy=config.strategy, keep=config.keep_checkpoints, progress=progress,
-                                  received=received, last=index == len(config.sweeps) - 1, opened=opened)
+                                  received=received, last=index == len(config.sweeps) - 1, opened=opened,
+                                  events=events)
             for r, (length, seed) in enumerate((t, s) for t in lengths for s in seeds):
                 run = {"model": model, "encoding": encoding, "length": length, "seed": seed}
                 run.update({name: metrics[name][r].round(6).tolist() for name in METRICS})
@@ -128,7 +131,15 @@ def train_and_evaluate(config: PalindromeConfig, workdir: str, *, checkpoint_dir
                            names=flag_names(PalindromeConfig), restart=restart,
                            log=lambda text: progress(loop.Progress("message", "palindrome", 0, config.epochs,
                                                                    text=text))) as folder:
-        results = train(config, folder.checkpoint_dir, progress=progress, opened=folder.commit)
+        with tensorboard.open_writer(folder.path, enabled=parallel.is_writer(), lazy=True) as events:
+
+            def begin() -> None:
+                """The study's checkpoints opened: the folder is its run now, and its settings are logged."""
+                if not folder.committed:
+                    folder.commit()
+                    events.hparams(results_record(config), metrics=["final_val_acc"])
+
+            results = train(config, folder.checkpoint_dir, progress=progress, opened=begin, events=events)
         written = summary.write_results(results, folder.path)
     return {**results, "written": written, "workdir": folder.path, "checkpoint_dir": folder.checkpoint_dir}
 
@@ -136,7 +147,8 @@ def train_and_evaluate(config: PalindromeConfig, workdir: str, *, checkpoint_dir
 def train_sweep(run_config: RunConfig, lengths: list[int], seeds: list[int], epochs: int,
                 directory: str | None, *, label: str, chunk_epochs: int, strategy: str, keep: int,
                 progress: loop.ProgressFn = loop.ignore, received: list[int] | None = None,
-                last: bool = True, opened: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+                last: bool = True, opened: Callable[[], None] | None = None,
+                events: tensorboard.Writer | None = None) -> dict[str, np.ndarray]:
     """One sweep from its newest good checkpoint in ``directory`` (or from scratch) to ``epochs``; returns
     metrics ``{name: [R, epochs]}``.
 
@@ -188,6 +200,8 @@ def train_sweep(run_config: RunConfig, lengths: list[int], seeds: list[int], epo
                     return
                 for name in METRICS:
                     history[name][:, first:done] = metrics[name]
+                if events is not None:
+                    _log_events(events, label, lengths, seeds, metrics, first)
                 progress(loop.Progress("chunk", label, done, epochs,
                                        metrics={"val_acc": float(metrics["val_acc"][:, -1].mean())}))
 
@@ -202,6 +216,17 @@ def train_sweep(run_config: RunConfig, lengths: list[int], seeds: list[int], epo
             if signum is not None:
                 run.interrupt(signum, _where(run, label, start))
     return history
+
+
+def _log_events(events: tensorboard.Writer, label: str, lengths: list[int], seeds: list[int],
+                metrics: dict[str, np.ndarray], first: int) -> None:
+    """One chunk of a sweep into TensorBoard: metrics [runs, epochs] of each run at each epoch (1, 2, ...)."""
+    sweep = label.replace("/", "-")
+    for r, (length, seed) in enumerate((t, s) for t in lengths for s in seeds):
+        for e in range(metrics["train_loss"].shape[1]):
+            events.scalars(first + e + 1, {f"{sweep}/T{length}/seed{seed}/{name}": metrics[name][r, e]
+                                           for name in METRICS})
+    events.flush()
 
 
 def _upgrade(saved: dict) -> dict:

@@ -52,15 +52,18 @@ class Writer:
     (an accelerator), write a chunk's means, or every Nth step, rather than every step.
     """
 
-    def __init__(self, events_writer: Any | None, logdir: str | None = None):
-        """Wraps a tensorboardX ``EventsWriter``, or None for a writer that writes nothing."""
+    def __init__(self, events_writer: Any | None, logdir: str | None = None,
+                 opener: Any | None = None):
+        """Wraps a tensorboardX ``EventsWriter``, or None for a writer that writes nothing; ``opener``
+        makes the ``EventsWriter`` at the first event instead (a file only once there is something in it)."""
         self._writer = events_writer
         self._logdir = logdir
+        self._opener = opener
 
     @property
     def enabled(self) -> bool:
         """Whether this writer writes anything."""
-        return self._writer is not None
+        return self._writer is not None or self._opener is not None
 
     @property
     def logdir(self) -> str | None:
@@ -74,12 +77,14 @@ class Writer:
         event = Event(summary=summary, wall_time=time.time())
         if step is not None:
             event.step = step
+        if self._writer is None:  # a lazy writer's first event
+            self._writer, self._opener = self._opener(), None
         self._writer.write_event(event)
 
     def scalars(self, step: int, values: Mapping[str, Any]) -> None:
         """One point per name at ``step``: Python numbers, numpy or JAX scalars (as float32, as
         TensorBoard keeps them). Names may hold ``/`` to group them (``train/loss``, ``val/loss``)."""
-        if self._writer is None:
+        if not self.enabled:
             return
         from tensorboardX.summary import scalar
 
@@ -96,7 +101,7 @@ class Writer:
         (default [0, 1]; a generator's tanh output is ``(-1.0, 1.0)``) to 0..255, values outside it
         clipped, then rounded to uint8.
         """
-        if self._writer is None:
+        if not self.enabled:
             return
         from tensorboardX.summary import image as image_summary
 
@@ -115,7 +120,7 @@ class Writer:
         (``"128 256 512 1024"``), None as ``"None"``. ``metrics`` names the scalars (written with
         ``scalars``) that the tab shows beside the settings.
         """
-        if self._writer is None:
+        if not self.enabled:
             return
         from tensorboardX.summary import hparams as hparams_summary
 
@@ -133,7 +138,7 @@ class Writer:
         """Flushes and closes the file; later calls do nothing."""
         if self._writer is not None:
             self._writer.close()
-            self._writer = None
+        self._writer = self._opener = None
 
     def __enter__(self) -> Writer:
         return self
@@ -142,9 +147,10 @@ class Writer:
         self.close()
 
 
-def open_writer(logdir: str, enabled: bool = True) -> Writer:
+def open_writer(logdir: str, enabled: bool = True, lazy: bool = False) -> Writer:
     """A writer of a new event file directly in ``logdir`` (created if missing), or, with
-    ``enabled=False``, one that writes nothing and touches no file.
+    ``enabled=False``, one that writes nothing and touches no file. ``lazy`` makes the file (and the
+    folder) only at the first event, so a run refused before it began leaves none.
 
     Each writer opens a file of its own (``events.out.tfevents.TIME.HOST.PID.N``), so a resumed
     run adds a file beside the first one's and TensorBoard shows both as one run.
@@ -153,9 +159,14 @@ def open_writer(logdir: str, enabled: bool = True) -> Writer:
         return Writer(None)
     from tensorboardX.event_file_writer import EventsWriter
 
-    os.makedirs(logdir, exist_ok=True)
     suffix = f".{os.getpid()}.{next(_opened)}"
-    return Writer(EventsWriter(os.path.join(logdir, "events"), filename_suffix=suffix), logdir)
+
+    def opener() -> Any:
+        """The event file's writer, made now."""
+        os.makedirs(logdir, exist_ok=True)
+        return EventsWriter(os.path.join(logdir, "events"), filename_suffix=suffix)
+
+    return Writer(None, logdir, opener) if lazy else Writer(opener(), logdir)
 
 
 def to_uint8(image: Any, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
