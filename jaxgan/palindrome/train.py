@@ -64,7 +64,8 @@ def train(config: PalindromeConfig, checkpoint_dir: str | None, *, progress: loo
     ``loop.Interrupted`` after a checkpoint when SIGINT or SIGTERM arrived, and ``loop.NonFinite``
     (without saving) when a metric stops being finite. ``opened()`` is called as each sweep's
     checkpoints have opened, before it trains. ``events`` (a TensorBoard writer) gets every run's
-    metrics of every epoch as it trains: ``MODEL-ENCODING/T<length>/seed<seed>/METRIC`` (``rnn-scalar/T15/seed0/val_acc``).
+    metrics of every epoch as it trains: ``MODEL-ENCODING/T<length>/seed<seed>/METRIC``
+    (``rnn-scalar/T15/seed0/val_acc``).
 
     Results: ``{"config": the study's settings, "runs": [one dict per (model, encoding, length,
     seed) with its metrics per epoch and "final_val_acc"]}``.
