@@ -3,10 +3,10 @@
     python -m experiments.reproduce --quick                 # a few minutes on a laptop CPU
     python -m experiments.reproduce --dataset mnist         # the study's size (hours on a CPU)
 
-Everything goes to --workdir (default runs/reproduce), each stage a run in a sub-folder of
-its own. Ctrl-C (or SIGTERM) stops at the next checkpoint of the running stage; the same
-command then continues every stage where it stopped and skips finished ones; --restart moves
-the earlier run aside and starts over.
+Everything goes to --workdir (default runs/reproduce, or runs/reproduce-quick with --quick),
+each stage a run in a sub-folder of its own. Ctrl-C (or SIGTERM) stops at the next checkpoint of
+the running stage; the same command then continues every stage where it stopped and skips
+finished ones; --restart moves the earlier run aside and starts over.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.add_argument(f"--{stage}-epochs", type=_cli.positive_int, default=None, metavar="N",
                             help=f"train the {stage} stage for N epochs instead of the preset's; the report "
                                  f"names the run 'with overrides' (default: the preset's)")
-    parser.add_argument("--workdir", default="runs/reproduce",
+    parser.add_argument("--workdir", default=None,
                         help="the run's folder: REPORT.md, every figure, and each stage's run (with its "
                              "checkpoints) in a sub-folder; a folder that holds this run continues it, one "
-                             "that holds another is refused (default: %(default)s)")
+                             "that holds another is refused (default: runs/reproduce, runs/reproduce-quick "
+                             "with --quick, runs/reproduce-tiny with --tiny)")
     parser.add_argument("--restart", action="store_true",
                         help="start over: what --workdir held is moved aside to a folder beside it named "
                              "WORKDIR.replaced-<UTC time>, never deleted")
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from jaxgan.scores import score_text
 
     config = get_config("tiny" if args.tiny else "quick" if args.quick else "study")
+    if args.workdir is None:  # one folder per size, so the quick run and the study's never meet
+        args.workdir = "runs/reproduce" if config.name == "study" else f"runs/reproduce-{config.name}"
     overrides = {"palindrome": args.palindrome_epochs, "classifier": args.classifier_epochs,
                  "gan": args.gan_epochs}
     overrides = {stage: dataclasses.replace(getattr(config, stage), epochs=epochs)
