@@ -7,7 +7,7 @@ in a few minutes on a CPU: the last grid in ``runs/gan/samples/`` shows digit-li
 study's own run is ``--dataset mnist`` (after ``python -m experiments.prepare_mnist``) with the
 default 200 epochs. ``get_config()`` returns the defaults.
 
-    python -m experiments.interpolate --checkpoint-dir checkpoints/gan
+    python -m experiments.interpolate --gan-dir runs/gan
 
 draws ``InterpolationConfig``'s rows from the newest checkpoint of that run.
 """

@@ -2,7 +2,7 @@
 
     python -m experiments.reproduce --quick
 
-runs ``QUICK`` (a few minutes on a laptop CPU) and writes ``runs/reproduce/REPORT.md``;
+runs ``QUICK`` (a few minutes on a laptop CPU) and writes ``runs/reproduce-quick/REPORT.md``;
 without ``--quick`` it runs ``STUDY``, every stage at the study's own size (hours on a CPU).
 ``TINY`` is the test suite's: every stage as small as still exercises it.
 """
