@@ -150,7 +150,7 @@ def test_a_few_hundred_steps_teach_the_generator_to_fool_the_discriminator(real_
     # share it calls real falls from ~1 to ~0 by step 60-80), then the generator wins back
     # a good part (~0.4 by step 150). 200 steps, each epoch on the next 640 real images.
     state = gan.init_state(GANConfig())
-    epoch_fn = gan.epoch_function(BATCH, SAMPLE_EVERY)
+    epoch_fn = gan.epoch_function(gan.EpochConfig(BATCH, SAMPLE_EVERY))
     noise = gan.grid_noise(state, 100)
     called_real = []
     for epoch in range(20):
@@ -220,7 +220,7 @@ def test_measured_batch_statistics_are_the_mean_of_each_batchs_own(jitted_step, 
 def test_ema_decay_zero_keeps_the_ema_equal_to_the_raw_generator(small_images):
     # The initialiser is shared with every other decay; only this step compiles anew.
     states = _steps(jax.jit(gan.gan_step), gan.init_state(GANConfig(ema_decay=0.0)), small_images, 3)
-    assert states[0].ema_decay == 0.0
+    assert float(states[0].hparams.ema_decay) == 0.0
     for state in states[1:]:
         jax.tree.map(np.testing.assert_array_equal, state.ema_params, state.gen.params)
         jax.tree.map(np.testing.assert_array_equal, state.ema_batch_stats, state.gen.batch_stats)
@@ -348,7 +348,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(straight_
     _, record = checkpoint.read_config(reader)
     reader.close()
     manager = checkpoint.open_manager(tmp / "nan" / "ck")
-    checkpoint.save(manager, 40, poisoned, record)
+    checkpoint.save(manager, 40, gan.checkpoint_tree(poisoned), record)
     manager.wait_until_finished()
     manager.close()
     with pytest.raises(loop.NonFinite, match=r"d_loss became nan at step 41 \(epoch 5\).*step 40"):
@@ -370,7 +370,7 @@ def test_a_non_finite_ema_stops_the_run_without_saving_and_names_the_step(straig
     _, record = checkpoint.read_config(reader)
     reader.close()
     manager = checkpoint.open_manager(tmp / "nan_ema" / "ck")
-    checkpoint.save(manager, 40, poisoned, record)
+    checkpoint.save(manager, 40, gan.checkpoint_tree(poisoned), record)
     checkpoint.confirm_saved(manager, 40)
     manager.close()
     stopped = (r"^ema_norm became nan at step 41 \(epoch 5\), so training stopped without saving; the "

@@ -27,12 +27,16 @@ from jaxgan.errors import UserError
 from jaxgan.gan.steps import (
     METRICS,
     WEIGHTS,
+    EpochConfig,
+    checkpoint_tree,
     epoch_function,
+    from_checkpoint,
     generate,
     grid_noise,
     init_state,
     score_generators,
     score_noise,
+    scored_weights,
 )
 from jaxgan.models.gan import IMAGE_SHAPE
 from jaxgan.plotting import gan as plots
@@ -179,14 +183,15 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
     scores_path = os.path.join(workdir, "scores.jsonl")
     report = progress or (lambda info: None)
 
-    abstract = jax.eval_shape(functools.partial(init_state, config))
+    # A checkpoint holds the state less its hyperparameters, which the record holds (see checkpoint_tree).
+    abstract = checkpoint_tree(jax.eval_shape(functools.partial(init_state, config)))
     must_match = {k: record[k] for k in resume_keys(GANConfig)}
     with loop.open_run(checkpoint_dir, kind=KIND, record=record, abstract=abstract, must_match=must_match,
                        upgrade=lambda saved: with_legacy(GANConfig, saved), keep=config.keep_checkpoints,
                        restart=restart) as run:
         if run.resumed:
             _check_images(run, record, checkpoint_dir)
-        state = run.state if run.resumed else init_state(config)
+        state = from_checkpoint(run.state, config) if run.resumed else init_state(config)
         start_step = int(state.step)
         # Whatever the workdir holds beyond the starting point belongs to a run that is now
         # being redone: the log is cut there and later grids are drawn again.
@@ -212,15 +217,13 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
                 "resumed": run.resumed, "steps_per_epoch": steps_per_epoch})
         tick = time.perf_counter()
         if start_epoch < config.epochs:  # compiled once here; every epoch reuses it
-            compiled = epoch_function(config.batch_size, config.sample_every, mesh, config.d_loss,
-                                      config.grid_mode).lower(
-                state, images_dev, noise).compile()
+            compiled = epoch_function(EpochConfig.of(config), mesh).lower(state, images_dev, noise).compile()
             if reference is not None:  # the scoring program too, so its first use is not slow
                 noise_for_scores = score_noise(state, reference.num_samples)
                 score_args = (noise_for_scores, reference.variables, reference.features)
                 if mesh is not None:  # beside the replicated state, so one program sees one device set
                     score_args = parallel.put(score_args, parallel.replicated(mesh))
-                scorer = score_generators.lower(state, *score_args).compile()
+                scorer = score_generators.lower(state, *score_args, weights=scored_weights(state)).compile()
         compile_s = time.perf_counter() - tick
 
         def describe(index: tuple[int, ...], name: str, value: float) -> str:
@@ -244,7 +247,7 @@ def train_and_evaluate(images: np.ndarray, config: GANConfig, *, workdir: str, c
             signum = run.stop_signal() if epoch + 1 < config.epochs else None
             scheduled = (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
             if scheduled or signum is not None:
-                run.save(step, state)
+                run.save(step, checkpoint_tree(state))
             # Scored at scheduled checkpoints only, so an interrupted run's log equals an unbroken one's.
             if scheduled and reference is not None:
                 tick = time.perf_counter()
