@@ -17,6 +17,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from experiments import _cli, train_gan
@@ -215,6 +216,32 @@ def test_measured_batch_statistics_are_the_mean_of_each_batchs_own(jitted_step, 
         variances = [(np.asarray(stats[name]["var"], np.float64) - 0.9) / 0.1 for stats in per_batch]
         np.testing.assert_allclose(measured[name]["mean"], np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(measured[name]["var"], np.mean(variances, axis=0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("learning_rate", "b1", "b2"), [(2e-4, 0.5, 0.999), (1e-3, 0.9, 0.99)])
+def test_adam_with_traced_settings_is_optax_adam_with_python_floats(learning_rate, b1, b2):
+    # The settings are traced (one program serves all), yet every update is optax.adam's with the
+    # settings as Python floats, bit for bit: the same state tree, and 1 - b rounded from float64
+    # (as PyTorch computes it), not computed in float32.
+    config = GANConfig(learning_rate=learning_rate, b1=b1, b2=b2)
+    hparams = gan.hyperparameters(config)
+    tx = optax.adam(learning_rate, b1=b1, b2=b2, eps=1e-8)
+    params = {"w": jax.random.normal(jax.random.PRNGKey(0), (64, 32)), "b": jnp.zeros(32)}
+    ours, theirs = (params, tx.init(params)), (params, tx.init(params))
+
+    @jax.jit
+    def optax_step(params, opt_state, grads):
+        """optax.adam's update, applied."""
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    step = jax.jit(gan.adam_update)
+    for t in range(5):
+        key = jax.random.PRNGKey(t + 1)
+        grads = jax.tree.map(lambda x, key=key: jax.random.normal(key, x.shape) * 1e-3, params)
+        ours, theirs = step(ours[0], grads, ours[1], hparams), optax_step(*theirs, grads)
+        jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+    assert float(hparams.one_minus_b2) == np.float32(1.0 - b2) != np.float32(1.0) - np.float32(b2)
 
 
 def test_ema_decay_zero_keeps_the_ema_equal_to_the_raw_generator(small_images):
