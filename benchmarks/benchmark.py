@@ -176,7 +176,7 @@ def _gan_steps(images: int, repeats: int, mesh: Mesh | None = None) -> dict:
     device or data parallel over ``mesh``."""
     config = GANConfig()
     data = jax.random.randint(jax.random.PRNGKey(0), (images, 28, 28), 0, 256).astype(jnp.uint8)
-    epoch_fn = gan.epoch_function(config.batch_size, 10**9, mesh)  # no grids inside the timed loop
+    epoch_fn = gan.epoch_function(gan.EpochConfig(config.batch_size, 10**9), mesh)  # no grids while timed
     state = {"gan": gan.init_state(config)}
     noise = gan.grid_noise(state["gan"], config.latent_dim)
     if parallel.is_parallel(mesh):

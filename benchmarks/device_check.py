@@ -12,7 +12,9 @@ On whatever devices JAX sees, in this order, each step a process of its own with
    float32 precision (``JAX_DEFAULT_MATMUL_PRECISION=highest``): recent NVIDIA GPUs would otherwise
    use TF32, and two programs that should agree to float32 rounding would not.
 2. ``benchmark``: ``python -m benchmarks.benchmark`` (``--quick`` with ``--tiny``).
-3. ``study``: ``python -m experiments.reproduce`` at the study's size (``--study quick``: its
+3. ``gan_sweep``: ``python -m benchmarks.gan_sweep``, N GANs in one program against N separate
+   processes (``--quick`` with ``--tiny``).
+4. ``study``: ``python -m experiments.reproduce`` at the study's size (``--study quick``: its
    ``--quick`` size; ``--tiny`` sizes with ``--tiny``), with the wall time of each stage.
 
 The tests' subprocesses use the accelerator too (``JAXGAN_TEST_PLATFORMS=""``; the suite's
@@ -38,12 +40,13 @@ TESTS = [
     "tests/test_palindrome_train.py::test_sweep_equals_separate_runs",
     "tests/test_gan.py::test_resumed_run_ends_bit_for_bit_in_the_uninterrupted_state",
     "tests/test_palindrome_cli.py::test_a_finished_study_continues_to_a_larger_epochs_total_exactly",
+    "tests/test_gan_sweep.py",  # each GAN of a sweep equals its separate run (map, vmap)
 ]
 # --tiny checks the check, not the numbers: one quick test that runs the models' equations.
 TINY_TESTS = [
     "tests/test_recurrent.py::test_one_step_of_each_model_with_two_biases_equals_a_hand_computation"]
 PARALLEL_TESTS = ["tests/test_parallel.py"]  # data parallel and the sharded sweep against one device
-STEPS = ("tests", "benchmark", "study")
+STEPS = ("tests", "benchmark", "gan_sweep", "study")
 
 
 def machine() -> dict:
@@ -68,6 +71,8 @@ def steps(tiny: bool, out: str, dataset: str, device_count: int, study_size: str
         "tests": [python, "-m", "pytest", "-o", "addopts=", "-q", "-rs", *tests],  # in one process
         "benchmark": [python, "-m", "benchmarks.benchmark", "--out", os.path.join(out, "benchmark.json"),
                       *(["--quick"] if tiny else [])],
+        "gan_sweep": [python, "-m", "benchmarks.gan_sweep", "--out", os.path.join(out, "gan_sweep.json"),
+                      *(["--quick"] if tiny else ["--dataset", dataset, "--split", split])],
         "study": [python, "-m", "experiments.reproduce", "--dataset", dataset, "--split", split, "--workdir",
                   os.path.join(out, "study"), *study],
     }
@@ -128,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _results(name: str, out: str) -> dict:
     """What a finished step measured: the benchmark's table, the study's stage times and scores."""
-    if name == "benchmark" and os.path.exists(os.path.join(out, "benchmark.json")):
-        with open(os.path.join(out, "benchmark.json"), encoding="utf-8") as f:
-            return {"table": json.load(f)["table"]}
+    for step in ("benchmark", "gan_sweep"):
+        if name == step and os.path.exists(os.path.join(out, f"{step}.json")):
+            with open(os.path.join(out, f"{step}.json"), encoding="utf-8") as f:
+                return {"table": json.load(f)["table"]}
     report = os.path.join(out, "study", "REPORT.md")
     if name == "study" and os.path.exists(report):
         text = open(report, encoding="utf-8").read()

@@ -55,6 +55,7 @@ from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.configs.gan import GANConfig
 from jaxgan.data.images import load_images
 from jaxgan.gan import steps as jgan
+from jaxgan.models.gan import generator_for
 from jaxgan.scores import classifier_scores
 
 MODES = ("eval", "train64", "train2000")
@@ -78,13 +79,13 @@ def train_jax(images: np.ndarray, seed: int, b1: float, disc_loss: str, epochs: 
     """Trains jaxgan's GAN; returns its samples {mode: [2000, 784]}."""
     config = GANConfig(seed=seed, b1=b1, ema_decay=0.0, d_loss=disc_loss)
     state = jgan.init_state(config)
-    epoch_fn = jgan.epoch_function(config.batch_size, 10**9, None, config.d_loss)
+    epoch_fn = jgan.epoch_function(jgan.EpochConfig(config.batch_size, 10**9))
     images_dev, grid_noise = jax.device_put(images), jgan.grid_noise(state, config.latent_dim)
     for _ in range(epochs):
         state, _, _, _ = epoch_fn(state, images_dev, grid_noise)
     jax.block_until_ready(state)
     variables = jgan.generator_variables(state)
-    apply = state.gen.apply_fn
+    apply = generator_for(state.gen.params).apply
     noise = jnp.asarray(score_noise(seed))
 
     def train_mode(z):

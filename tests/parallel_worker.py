@@ -4,7 +4,7 @@ XLA fixes its CPU device count when JAX starts, so this cannot run inside pytest
 process. Each check runs the same work on all 4 devices and on one, in this one process,
 and reports the largest differences and how the arrays were placed:
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/parallel_worker.py sweep|gan
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/parallel_worker.py sweep|gan|gan_sweep
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from jaxgan.configs.gan import GANConfig
 from jaxgan.data.images import ImageSet
 from jaxgan.errors import UserError
 from jaxgan.gan import steps as gan
+from jaxgan.gan import sweep as gan_sweep
 from jaxgan.gan.train import train_and_evaluate
 from jaxgan.palindrome import steps, sweep
 from jaxgan.runtime import parallel
@@ -95,9 +96,9 @@ def check_gan() -> dict:
     state = gan.init_state(GAN_CONFIG)
     noise = gan.grid_noise(state, GAN_CONFIG.latent_dim)
     host_state = jax.device_get(state)  # both runs start from it (each epoch donates its state)
-    plain = gan.epoch_function(GAN_CONFIG.batch_size, GAN_CONFIG.sample_every)
+    plain = gan.epoch_function(gan.EpochConfig.of(GAN_CONFIG))
     expected = plain(jax.device_put(host_state, jax.devices()[0]), jax.device_put(images), noise)
-    split = gan.epoch_function(GAN_CONFIG.batch_size, GAN_CONFIG.sample_every, mesh)
+    split = gan.epoch_function(gan.EpochConfig.of(GAN_CONFIG), mesh)
     compiled = split.lower(*parallel.put((host_state, images, noise), parallel.replicated(mesh))).compile()
     got = compiled(*parallel.put((host_state, images, noise), parallel.replicated(mesh)))
     hlo = compiled.as_text()
@@ -127,5 +128,31 @@ def check_gan() -> dict:
             "indivisible_batch": indivisible}
 
 
+def check_gan_sweep() -> dict:
+    """Four GANs (each its own seed and learning rate) in one program, a run per device, against the same
+    program on one device; two epochs, in turn (map) and batched (vmap)."""
+    import dataclasses
+
+    mesh = parallel.make_mesh()
+    images = np.random.default_rng(7).integers(0, 256, (GAN_IMAGES, 28, 28), dtype=np.uint8)
+    configs = [dataclasses.replace(GAN_CONFIG, seed=r, learning_rate=1e-4 * (r + 1))
+               for r in range(mesh.size)]
+    report = {"device_count": jax.device_count()}
+    for strategy in ("map", "vmap"):
+        results = {}
+        for name, where in (("one", None), ("all", mesh)):
+            states = gan_sweep.init_sweep(configs)
+            noise = gan_sweep.sweep_grid_noise(states, GAN_CONFIG.latent_dim)
+            states, data, noise = gan_sweep.place(states, images, noise, where)
+            epoch_fn = gan_sweep.sweep_epoch_function(gan_sweep.check_sweep(configs), strategy, where)
+            for _ in range(2):
+                states, metrics, grids, _ = epoch_fn(states, data, noise)
+            results[name] = (states, metrics, grids)
+        got, expected = results["all"], results["one"]
+        report[strategy] = max_difference(zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True))
+        report[f"{strategy}_placement"] = placement(got[0].gen.params["dense1"]["kernel"])
+    return report
+
+
 if __name__ == "__main__":
-    print(json.dumps({"sweep": check_sweep, "gan": check_gan}[sys.argv[1]]()))
+    print(json.dumps({"sweep": check_sweep, "gan": check_gan, "gan_sweep": check_gan_sweep}[sys.argv[1]]()))

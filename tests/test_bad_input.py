@@ -26,7 +26,7 @@ from jaxgan.configs.base import to_record
 from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.configs.gan import KIND as GAN
 from jaxgan.configs.gan import GANConfig
-from jaxgan.gan.steps import init_state
+from jaxgan.gan.steps import checkpoint_tree, init_state
 from jaxgan.palindrome.steps import run_config
 from jaxgan.palindrome.train import sweep_record
 from jaxgan.runtime import checkpoint
@@ -65,7 +65,7 @@ def _nan_ema_gan(directory: pathlib.Path) -> pathlib.Path:
     state = init_state(config)
     state = state.replace(ema_params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.ema_params))
     record = {**to_record(config, GAN), "source": "idx", "num_images": IMAGES, "data_sha256": "0" * 16}
-    return _checkpoint(directory, record, state=state)
+    return _checkpoint(directory, record, state=checkpoint_tree(state))
 
 
 @pytest.fixture(scope="module")

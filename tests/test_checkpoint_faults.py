@@ -21,7 +21,7 @@ from jaxgan.configs.gan import KIND as GAN_KIND
 from jaxgan.configs.gan import GANConfig
 from jaxgan.errors import UserError
 from jaxgan.gan import train as gan_train
-from jaxgan.gan.steps import GANState, init_state
+from jaxgan.gan.steps import GANState, checkpoint_tree, from_checkpoint, init_state
 from jaxgan.runtime import checkpoint, loop, signals
 
 # A restore that fails on a truncated file leaves an Orbax coroutine behind that later finds its
@@ -346,8 +346,10 @@ def _gan_states(directory: pathlib.Path) -> dict[int, GANState]:
         states = {}
         for step in _steps_of(directory):
             _, record = checkpoint.read_config(manager, step)
-            abstract = jax.eval_shape(lambda r=record: init_state(from_record(GANConfig, r)))
-            states[step], _ = checkpoint.restore(manager, abstract, kind=GAN_KIND, step=step)
+            config = from_record(GANConfig, record)
+            abstract = checkpoint_tree(jax.eval_shape(lambda c=config: init_state(c)))
+            tree, _ = checkpoint.restore(manager, abstract, kind=GAN_KIND, step=step)
+            states[step] = from_checkpoint(tree, config)
         return states
     finally:
         manager.close()

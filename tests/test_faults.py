@@ -41,6 +41,7 @@ from jaxgan.configs.base import from_record
 from jaxgan.configs.gan import KIND as GAN_KIND
 from jaxgan.configs.gan import GANConfig
 from jaxgan.errors import UserError
+from jaxgan.gan.steps import checkpoint_tree
 from jaxgan.gan.steps import init_state as gan_init_state
 from jaxgan.palindrome.steps import RunConfig
 from jaxgan.palindrome.train import KIND as CHECKPOINT_KIND
@@ -353,8 +354,8 @@ def _palindrome_abstract(record: dict):
 
 
 def _gan_abstract(record: dict):
-    """The abstract GANState of the run a record describes."""
-    return jax.eval_shape(lambda: gan_init_state(from_record(GANConfig, record)))
+    """The abstract checkpoint tree of the GAN run a record describes."""
+    return checkpoint_tree(jax.eval_shape(lambda: gan_init_state(from_record(GANConfig, record))))
 
 
 def _restore(directory: pathlib.Path, abstract: Callable[[dict], object], kind: str,

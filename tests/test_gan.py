@@ -17,6 +17,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from experiments import _cli, train_gan
@@ -150,7 +151,7 @@ def test_a_few_hundred_steps_teach_the_generator_to_fool_the_discriminator(real_
     # share it calls real falls from ~1 to ~0 by step 60-80), then the generator wins back
     # a good part (~0.4 by step 150). 200 steps, each epoch on the next 640 real images.
     state = gan.init_state(GANConfig())
-    epoch_fn = gan.epoch_function(BATCH, SAMPLE_EVERY)
+    epoch_fn = gan.epoch_function(gan.EpochConfig(BATCH, SAMPLE_EVERY))
     noise = gan.grid_noise(state, 100)
     called_real = []
     for epoch in range(20):
@@ -217,10 +218,36 @@ def test_measured_batch_statistics_are_the_mean_of_each_batchs_own(jitted_step, 
         np.testing.assert_allclose(measured[name]["var"], np.mean(variances, axis=0), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(("learning_rate", "b1", "b2"), [(2e-4, 0.5, 0.999), (1e-3, 0.9, 0.99)])
+def test_adam_with_traced_settings_is_optax_adam_with_python_floats(learning_rate, b1, b2):
+    # The settings are traced (one program serves all), yet every update is optax.adam's with the
+    # settings as Python floats, bit for bit: the same state tree, and 1 - b rounded from float64
+    # (as PyTorch computes it), not computed in float32.
+    config = GANConfig(learning_rate=learning_rate, b1=b1, b2=b2)
+    hparams = gan.hyperparameters(config)
+    tx = optax.adam(learning_rate, b1=b1, b2=b2, eps=1e-8)
+    params = {"w": jax.random.normal(jax.random.PRNGKey(0), (64, 32)), "b": jnp.zeros(32)}
+    ours, theirs = (params, tx.init(params)), (params, tx.init(params))
+
+    @jax.jit
+    def optax_step(params, opt_state, grads):
+        """optax.adam's update, applied."""
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    step = jax.jit(gan.adam_update)
+    for t in range(5):
+        key = jax.random.PRNGKey(t + 1)
+        grads = jax.tree.map(lambda x, key=key: jax.random.normal(key, x.shape) * 1e-3, params)
+        ours, theirs = step(ours[0], grads, ours[1], hparams), optax_step(*theirs, grads)
+        jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+    assert float(hparams.one_minus_b2) == np.float32(1.0 - b2) != np.float32(1.0) - np.float32(b2)
+
+
 def test_ema_decay_zero_keeps_the_ema_equal_to_the_raw_generator(small_images):
     # The initialiser is shared with every other decay; only this step compiles anew.
     states = _steps(jax.jit(gan.gan_step), gan.init_state(GANConfig(ema_decay=0.0)), small_images, 3)
-    assert states[0].ema_decay == 0.0
+    assert float(states[0].hparams.ema_decay) == 0.0
     for state in states[1:]:
         jax.tree.map(np.testing.assert_array_equal, state.ema_params, state.gen.params)
         jax.tree.map(np.testing.assert_array_equal, state.ema_batch_stats, state.gen.batch_stats)
@@ -356,7 +383,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(straight_
     _, record = checkpoint.read_config(reader)
     reader.close()
     manager = checkpoint.open_manager(tmp / "nan" / "ck")
-    checkpoint.save(manager, 40, poisoned, record)
+    checkpoint.save(manager, 40, gan.checkpoint_tree(poisoned), record)
     manager.wait_until_finished()
     manager.close()
     with pytest.raises(loop.NonFinite, match=r"d_loss became nan at step 41 \(epoch 5\).*step 40"):
@@ -378,7 +405,7 @@ def test_a_non_finite_ema_stops_the_run_without_saving_and_names_the_step(straig
     _, record = checkpoint.read_config(reader)
     reader.close()
     manager = checkpoint.open_manager(tmp / "nan_ema" / "ck")
-    checkpoint.save(manager, 40, poisoned, record)
+    checkpoint.save(manager, 40, gan.checkpoint_tree(poisoned), record)
     checkpoint.confirm_saved(manager, 40)
     manager.close()
     stopped = (r"^ema_norm became nan at step 41 \(epoch 5\), so training stopped without saving; the "

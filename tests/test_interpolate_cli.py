@@ -25,7 +25,7 @@ from jaxgan.configs.gan import KIND, GANConfig
 from jaxgan.data.images import ImageSet, load_images
 from jaxgan.gan import interpolate as interp
 from jaxgan.gan.generate import restore_generator
-from jaxgan.gan.steps import init_state
+from jaxgan.gan.steps import checkpoint_tree, init_state
 from jaxgan.gan.train import train_and_evaluate as train
 from jaxgan.models.gan import decode
 from jaxgan.runtime import checkpoint
@@ -61,7 +61,7 @@ def classifier_dir(tmp_path_factory):
 def _restored(gan_dir):
     """(state, record) of gan_dir's newest checkpoint."""
     reader = checkpoint.open_manager(gan_dir, create=False)
-    abstract = jax.eval_shape(functools.partial(init_state, TINY_GAN))
+    abstract = checkpoint_tree(jax.eval_shape(functools.partial(init_state, TINY_GAN)))
     try:
         return checkpoint.restore(reader, abstract, kind=KIND)
     finally:
@@ -74,7 +74,7 @@ def pre_ema_dir(gan_dir, tmp_path_factory):
     directory = tmp_path_factory.mktemp("pre_ema")
     state, record = _restored(gan_dir)
     manager = checkpoint.open_manager(directory)
-    checkpoint.save(manager, 5, {"gen": state.gen, "disc": state.disc, "step": state.step, "key": state.key},
+    checkpoint.save(manager, 5, {name: state[name] for name in ("gen", "disc", "step", "key")},
                     {k: v for k, v in record.items() if k != "ema_decay"})
     manager.wait_until_finished()
     manager.close()
@@ -186,7 +186,7 @@ def nan_ema_dir(gan_dir, tmp_path_factory):
     """gan_dir's checkpoint with NaN EMA weights (what an EMA decay of 1.0 in float32 trained)."""
     directory = tmp_path_factory.mktemp("nan_ema")
     state, record = _restored(gan_dir)
-    state = state.replace(ema_params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.ema_params))
+    state = {**state, "ema_params": jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state["ema_params"])}
     manager = checkpoint.open_manager(directory)
     checkpoint.save(manager, 5, state, record)
     checkpoint.confirm_saved(manager, 5)

@@ -16,7 +16,7 @@ import numpy as np
 from jaxgan.configs.base import from_record
 from jaxgan.configs.gan import KIND, GANConfig
 from jaxgan.errors import UserError
-from jaxgan.gan.steps import WEIGHTS, generator_variables, init_state
+from jaxgan.gan.steps import CHECKPOINTED, WEIGHTS, checkpoint_tree, init_state
 from jaxgan.models.gan import decode, latent_dim_of
 from jaxgan.runtime import checkpoint, workdir
 from jaxgan.runtime.precision import require_32bit
@@ -51,16 +51,16 @@ def restore_generator(checkpoint_dir: str, step: int | None = None, weights: str
             raise UserError(f"the checkpoint at step {step} in {checkpoint_dir} holds no EMA of the "
                             f"generator's weights ({why}); use the raw weights")
         config = from_record(GANConfig, record)
-        abstract = jax.eval_shape(functools.partial(init_state, config))
+        abstract = checkpoint_tree(jax.eval_shape(functools.partial(init_state, config)))
         if predates_ema:  # the same tree without the EMA fields (Orbax matches a dict by field names)
-            abstract = {name: getattr(abstract, name) for name in ("gen", "disc", "step", "key")}
+            abstract = {name: abstract[name] for name in CHECKPOINTED if not name.startswith("ema_")}
         state, record = checkpoint.restore(manager, abstract, kind=KIND, step=step)
     finally:
         manager.close()
-    if predates_ema:
+    if predates_ema or weights == "raw":
         gen_variables = {"params": state["gen"].params, "batch_stats": state["gen"].batch_stats}
     else:
-        gen_variables = generator_variables(state, weights)
+        gen_variables = {"params": state["ema_params"], "batch_stats": state["ema_batch_stats"]}
     if not all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(gen_variables)):
         raise UserError(f"the {weights} weights of the generator at step {step} in {checkpoint_dir} are not "
                         f"all finite (NaN or infinity), so they cannot draw images")

@@ -28,12 +28,16 @@ from jaxgan.errors import UserError
 from jaxgan.gan.steps import (
     METRICS,
     WEIGHTS,
+    EpochConfig,
+    checkpoint_tree,
     epoch_function,
+    from_checkpoint,
     generate,
     grid_noise,
     init_state,
     score_generators,
     score_noise,
+    scored_weights,
 )
 from jaxgan.models.gan import IMAGE_SHAPE
 from jaxgan.plotting import gan as plots
@@ -217,7 +221,8 @@ def train_and_evaluate(config: GANConfig, workdir: str, *, data: ImageSet, check
         raise UserError(f"the batch size {config.batch_size} cannot be split evenly over {mesh.size} "
                         f"devices; choose a multiple of {mesh.size} or make fewer devices visible")
     record = record_of(config, images, data.source)
-    abstract = jax.eval_shape(functools.partial(init_state, config))
+    # A checkpoint holds the state less its hyperparameters, which the record holds (see checkpoint_tree).
+    abstract = checkpoint_tree(jax.eval_shape(functools.partial(init_state, config)))
     with contextlib.ExitStack() as stack:
         folder = stack.enter_context(workdir_lib.claim(
             workdir, kind=KIND, record=record, must_match=identity(record), checkpoint_dir=checkpoint_dir,
@@ -231,7 +236,7 @@ def train_and_evaluate(config: GANConfig, workdir: str, *, data: ImageSet, check
         events.hparams(record, metrics=[f"epoch_mean/{k}" for k in ("d_loss", "g_loss", "d_real", "d_fake")])
         samples_dir, metrics_path = folder.file("samples"), folder.file("metrics.jsonl")
         scores_path = folder.file("scores.jsonl")
-        state = run.state if run.resumed else init_state(config)
+        state = from_checkpoint(run.state, config) if run.resumed else init_state(config)
         start_step = int(state.step)
         # What the folder holds beyond the starting point belongs to this run's own steps that are
         # now redone: the logs are cut there and later grids are drawn again.
@@ -254,15 +259,13 @@ def train_and_evaluate(config: GANConfig, workdir: str, *, data: ImageSet, check
                                if run.resumed else ""))
         tick = time.perf_counter()
         if start_epoch < config.epochs:  # compiled once here; every epoch reuses it
-            compiled = epoch_function(config.batch_size, config.sample_every, mesh, config.d_loss,
-                                      config.grid_mode).lower(
-                state, images_dev, noise).compile()
+            compiled = epoch_function(EpochConfig.of(config), mesh).lower(state, images_dev, noise).compile()
             if reference is not None:  # the scoring program too, so its first use is not slow
                 noise_for_scores = score_noise(state, reference.num_samples)
                 score_args = (noise_for_scores, reference.variables, reference.features)
                 if mesh is not None:  # beside the replicated state, so one program sees one device set
                     score_args = parallel.put(score_args, parallel.replicated(mesh))
-                scorer = score_generators.lower(state, *score_args).compile()
+                scorer = score_generators.lower(state, *score_args, weights=scored_weights(state)).compile()
         compile_s = time.perf_counter() - tick
 
         def describe(index: tuple[int, ...], name: str, value: float) -> str:
@@ -322,8 +325,8 @@ def train_and_evaluate(config: GANConfig, workdir: str, *, data: ImageSet, check
             first_step = epoch * steps_per_epoch + 1
             step = int(state.step)
             scheduled = (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
-            run.end_chunk(step=step, state=state, metrics=metrics, describe=describe, log=log, save=scheduled,
-                          last=epoch + 1 == config.epochs,
+            run.end_chunk(step=step, state=checkpoint_tree(state), metrics=metrics, describe=describe,
+                          log=log, save=scheduled, last=epoch + 1 == config.epochs,
                           where=lambda step=step, done=epoch + 1: (
                               f"saved a checkpoint at step {step} (the end of epoch {done}) in "
                               f"{folder.checkpoint_dir}; the same command resumes from there"))

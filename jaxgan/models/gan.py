@@ -124,7 +124,7 @@ def _generate(generator: Generator, variables: dict, noise: jax.Array) -> jax.Ar
 def decode(gen_variables: dict, noise: jax.Array) -> jax.Array:
     """Eval-mode images float32 [n, 28, 28] in [-1, 1] from latents [n, latent] (e.g. an interpolation)."""
     # The layer sizes are read off the weights, so any saved generator decodes without its config.
-    generator = _generator_for(gen_variables["params"])
+    generator = generator_for(gen_variables["params"])
     images = _generate(generator, gen_variables, jnp.asarray(noise, jnp.float32))
     return images.reshape(-1, *IMAGE_SHAPE)
 
@@ -134,10 +134,20 @@ def latent_dim_of(gen_params: dict) -> int:
     return int(gen_params["dense1"]["kernel"].shape[0])
 
 
-def _generator_for(params: dict) -> Generator:
-    """The Generator whose layer sizes the parameters have (read off their kernels)."""
+def _hidden_widths(params: dict) -> tuple[int, ...]:
+    """The widths of every dense layer but the last, read off the kernels of ``params``."""
     depth = len([name for name in params if name.startswith("dense")])
-    return Generator(features=tuple(params[f"dense{i}"]["kernel"].shape[1] for i in range(1, depth)))
+    return tuple(params[f"dense{i}"]["kernel"].shape[1] for i in range(1, depth))
+
+
+def generator_for(params: dict) -> Generator:
+    """The Generator whose layer sizes the parameters have (read off their kernels)."""
+    return Generator(features=_hidden_widths(params))
+
+
+def discriminator_for(params: dict) -> Discriminator:
+    """The Discriminator whose layer sizes the parameters have (read off their kernels)."""
+    return Discriminator(features=_hidden_widths(params))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -169,7 +179,7 @@ def recompute_batch_stats(params: dict, noise: jax.Array) -> dict:
     (an EMA) get statistics of their own, measured, instead of tracked every step. Returns
     ``{"bn2": {"mean", "var"}, ...}`` as ``batch_stats``.
     """
-    generator = _generator_for(params)
+    generator = generator_for(params)
     moments = _batch_moments(generator, params, jnp.asarray(noise, jnp.float32))
     # sow keeps a tuple per call; each pass sows once per layer and statistic.
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), moments, is_leaf=lambda x: isinstance(x, jax.Array))
