@@ -17,8 +17,8 @@ from jaxgan.configs.base import INT32_MAX, check, check_total_steps, seed_settin
 from jaxgan.data.palindrome import ENCODINGS, MAX_INPUT_LENGTH, split_sizes
 from jaxgan.errors import UserError
 from jaxgan.models.recurrent import CELLS, INITS
+from jaxgan.runtime.parallel import STRATEGIES
 
-STRATEGIES = ("auto", "vmap", "map")
 # Upper bounds on what sizes the sweep's arrays, far above the study's (100 epochs, 3 seeds, 128 units,
 # 2048 palindromes), so that a mistyped value is refused before anything is allocated.
 MAX_EPOCHS = 100_000

@@ -35,12 +35,13 @@ from jaxgan.gan.steps import (
     train_epoch,
 )
 from jaxgan.runtime import parallel
+from jaxgan.runtime.parallel import STRATEGIES as STRATEGIES  # the strategies a sweep takes
+from jaxgan.runtime.parallel import resolve_strategy
 
 # What may differ between the runs of one sweep: every other setting shapes the shared program.
 PER_RUN = ("seed", "learning_rate", "b1", "b2", "ema_decay", "d_loss")
 # Settings that do not reach the program (a host loop's business), so runs may differ in them too.
 HOST_ONLY = ("epochs", "checkpoint_every", "keep_checkpoints")
-STRATEGIES = ("auto", "vmap", "map")
 
 
 def check_sweep(configs: Sequence[GANConfig]) -> EpochConfig:
@@ -96,15 +97,6 @@ def _over_runs(fn: Callable, mesh: Mesh | None, in_specs: tuple) -> Callable:
     # check_vma=False: runs never talk, so there is nothing to check (as in Part 1's sweep).
     return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(parallel.AXIS),
                          check_vma=False)
-
-
-def resolve_strategy(strategy: str) -> str:
-    """``auto`` is ``map`` on CPU and ``vmap`` on accelerators (see ``sweep_epoch``)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown sweep strategy {strategy!r}; choose from {STRATEGIES}")
-    if strategy == "auto":
-        return "map" if jax.default_backend() == "cpu" else "vmap"
-    return strategy
 
 
 def sweep_epoch(states: GANState, images: jax.Array, noise: jax.Array, config: EpochConfig,

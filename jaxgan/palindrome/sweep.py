@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from jaxgan.configs.palindrome import STRATEGIES
 from jaxgan.palindrome.steps import METRICS, RunConfig, RunData, RunState, init_run, run_epochs, run_key
 from jaxgan.runtime import parallel
+from jaxgan.runtime.parallel import resolve_strategy
 
 
 def _over_runs(fn: Callable, mesh: Mesh | None) -> Callable:
@@ -42,15 +42,6 @@ def _over_runs(fn: Callable, mesh: Mesh | None) -> Callable:
 def init_sweep(seeds: jax.Array, lengths: jax.Array, config: RunConfig):
     """Runs for every (seed [R], length [R]) pair, stacked on a leading axis R."""
     return jax.vmap(lambda s, t: init_run(run_key(s, t), t, config))(seeds, lengths)
-
-
-def resolve_strategy(strategy: str) -> str:
-    """``auto`` is ``map`` on CPU and ``vmap`` on accelerators (see ``train_sweep_chunk``)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown sweep strategy {strategy!r}; choose from {STRATEGIES}")
-    if strategy == "auto":
-        return "map" if jax.default_backend() == "cpu" else "vmap"
-    return strategy
 
 
 @dataclasses.dataclass(frozen=True)

@@ -139,13 +139,13 @@ def open_manager(directory: str | os.PathLike, *, max_to_keep: int | None = 3,
 
 
 @contextlib.contextmanager
-def _without_read_only_warning() -> Iterator[None]:
-    """Drops the warning Orbax logs for every read-only manager ("Given directory is read only"): reading
-    a checkpoint is what the caller asked for, not news."""
+def _absl_dropping(keep: Callable[[logging.LogRecord], bool]) -> Iterator[None]:
+    """While the block runs, absl's logger (Orbax logs through it) drops the records ``keep`` says False
+    to; blocks nest, each adding and removing its own filter."""
 
     def drop(record: logging.LogRecord) -> bool:
-        """False for Orbax's read-only warning."""
-        return not str(record.msg).startswith("Given directory is read only")
+        """This block's own filter (``keep``)."""
+        return keep(record)
 
     logger = logging.getLogger("absl")
     logger.addFilter(drop)
@@ -153,6 +153,12 @@ def _without_read_only_warning() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(drop)
+
+
+def _without_read_only_warning() -> contextlib.AbstractContextManager:
+    """Drops the warning Orbax logs for every read-only manager ("Given directory is read only"): reading
+    a checkpoint is what the caller asked for, not news."""
+    return _absl_dropping(lambda record: not str(record.msg).startswith("Given directory is read only"))
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, record: dict) -> None:
@@ -214,23 +220,12 @@ def last_good(directory: str, unit: str = "step", *, besides: int | None = None)
 _SAVE_NOISE = ("raised an exception", "Failed to run", "thread (save_finalize) failed", "Failed to save")
 
 
-@contextlib.contextmanager
-def quiet_failed_saves() -> Iterator[None]:
+def quiet_failed_saves() -> contextlib.AbstractContextManager:
     """Drops Orbax's log records (each with a traceback) about a save that failed in a background thread,
     while the block runs: they come while training goes on, and ``confirm_saved`` says it in one sentence
     at the next save or the end. Blocks nest, each with its own filter."""
-
-    def drop(record: logging.LogRecord) -> bool:
-        """False for a record about a failed background save."""
-        message = record.getMessage()
-        return not (record.levelno >= logging.ERROR and any(text in message for text in _SAVE_NOISE))
-
-    logger = logging.getLogger("absl")
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
+    return _absl_dropping(lambda record: not (record.levelno >= logging.ERROR and any(
+        text in record.getMessage() for text in _SAVE_NOISE)))
 
 
 def _listed(manager: ocp.CheckpointManager) -> str:

@@ -85,6 +85,20 @@ def fetch(tree: Any) -> Any:
     return jax.tree.map(one, tree)
 
 
+# How one program runs many independent runs (Part 1's sweep, many GANs): batched, or in turn.
+STRATEGIES = ("auto", "vmap", "map")
+
+
+def resolve_strategy(strategy: str) -> str:
+    """``auto`` is ``map`` (runs in turn, each run's weights staying in cache) on CPU and ``vmap`` (runs
+    batched into one product) on accelerators; measured in ``benchmarks/``."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown sweep strategy {strategy!r}; choose from {STRATEGIES}")
+    if strategy == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return strategy
+
+
 def is_writer() -> bool:
     """Whether this process writes a run's result files: process 0 (the only one without
     ``jax.distributed``). Every process holds the same results; one copy on disk is enough,
