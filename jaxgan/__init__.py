@@ -2,17 +2,23 @@
 
 The names a user of the library reaches for, at the top of the package (docs/api.md shows each in use):
 
-- settings: ``PalindromeConfig``, ``GANConfig``, ``InterpolationConfig``, ``ClassifierConfig``
-  (frozen dataclasses; ``dataclasses.replace`` makes a variant);
-- images: ``load_images(source, split=...) -> ImageSet`` (uint8 images [N, 28, 28], int32 labels [N]);
+- settings (``jaxgan.configs``): ``PalindromeConfig``, ``GANConfig``, ``InterpolationConfig``,
+  ``ClassifierConfig``, frozen dataclasses (``dataclasses.replace`` makes a variant);
+- images (``jaxgan.data.images``): ``load_images(source, split=...) -> ImageSet``, images uint8
+  [N, 28, 28] and labels int32 [N];
 - training, each ``(config, workdir, ...) -> dict`` in one run folder: ``train_palindrome``,
   ``train_gan``, ``train_classifier`` (the ``train_and_evaluate`` of ``jaxgan.palindrome.train``,
-  ``jaxgan.gan.train``, ``jaxgan.classifier.train``); their ``progress`` callback gets ``Progress``;
-- Part 1's results: ``summary_markdown``, ``finding``;
-- Part 2 from a checkpoint: ``restore_generator``, ``sample``, ``decode``, ``latent_dim_of``,
-  ``restore_classifier``, ``load_classify_fn``, ``interpolation_rows``;
-- pictures: ``save_grid`` (a PNG grid of images), ``rows_figure`` (the interpolation figure);
-- ``UserError``, the one exception for bad input.
+  ``jaxgan.gan.train``, ``jaxgan.classifier.train``); their ``progress`` callback gets ``Progress``
+  (``jaxgan.runtime.loop``);
+- Part 1's results (``jaxgan.palindrome.summary``): ``summary_markdown``, ``finding``;
+- Part 2 from a checkpoint: ``restore_generator`` (a run folder -> generator variables, record) and
+  ``sample`` (variables, key, n -> float32 [n, 28, 28] in [-1, 1]) of ``jaxgan.gan.generate``;
+  ``decode`` (variables, latents [n, D] -> images) and ``latent_dim_of`` of ``jaxgan.models.gan``;
+  ``restore_classifier`` and ``load_classify_fn`` (images -> probs [n, 10]) of
+  ``jaxgan.classifier.restore``; ``interpolation_rows`` of ``jaxgan.gan.interpolate``;
+- pictures: ``save_grid`` (``jaxgan.plotting.gan``: images -> a PNG grid) and ``rows_figure``
+  (``jaxgan.plotting.interpolation``: the interpolation figure);
+- ``UserError`` (``jaxgan.errors``), the one exception for bad input.
 
 They are imported on first use (PEP 562's module ``__getattr__``), so ``import jaxgan`` imports
 neither JAX nor matplotlib, and the scripts, which import the modules they need directly, start
