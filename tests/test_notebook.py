@@ -15,8 +15,8 @@ nbformat = pytest.importorskip("nbformat", reason="the notebook tests need the d
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "jaxgan_tour.ipynb"
-# A cell's limit: generous against a busy machine (the slowest cell, the sweep, takes about 15 s on 2
-# idle cores), so that a hung kernel still ends the test.
+# A cell's limit: generous against a busy machine (the slowest cell, the sweep, took 24-32 s on 2 cores
+# shared with other jobs; the whole notebook 36-55 s), so that only a hung kernel reaches it.
 CELL_TIMEOUT_S = 300
 # Appended to the executed copy: which Python and which jaxgan the kernel ran.
 WHERE = "import sys\nimport jaxgan\nprint(sys.executable)\nprint(jaxgan.__file__)"
