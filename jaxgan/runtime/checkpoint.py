@@ -450,6 +450,21 @@ def _set_aside(directory: str, name: str) -> str:
     return target
 
 
+def set_aside_after(manager: ocp.CheckpointManager, step: int, reason: str) -> list[str]:
+    """Moves every checkpoint newer than ``step`` into ``damaged/`` (never deleted), each with a
+    CheckpointWarning saying ``reason``, and reloads the manager's list of steps; returns where they went."""
+    directory = str(manager.directory)
+    moved = []
+    for newer in sorted(s for s in manager.all_steps() if s > step):
+        where = _set_aside(directory, str(newer))
+        warnings.warn(f"moved {os.path.join(directory, str(newer))} to {where}: {reason}", CheckpointWarning,
+                      stacklevel=2)
+        moved.append(where)
+    if moved:
+        manager.reload()  # it cached the moved steps: it would skip saving them again, and count them
+    return moved
+
+
 def leftover_temporaries(manager: ocp.CheckpointManager) -> list[str]:
     """Names of the temporary directories killed saves left in the checkpoint directory (Orbax's own test)."""
     return sorted(ocp.path.step.tmp_checkpoints(manager.directory))

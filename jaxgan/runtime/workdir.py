@@ -42,8 +42,8 @@ LINK = "run.json"  # in a checkpoint directory outside its workdir: which workdi
 DEFAULT_CHECKPOINTS = "checkpoints"
 # What an earlier version of jaxgan left in a whole-study workdir, which had no record of its own.
 _LEGACY_MARKERS = ("REPORT.md",)
-_NAMES = {"gan": "GAN", "classifier": "classifier", "palindrome": "palindrome study",
-          "reproduce": "whole-study (reproduce)"}
+_NAMES = {"gan": "GAN", "gan-sweep": "GAN sweep", "classifier": "classifier",
+          "palindrome": "palindrome study", "reproduce": "whole-study (reproduce)"}
 
 
 def kind_name(kind: str) -> str:
@@ -283,7 +283,8 @@ def check(workdir: str, *, kind: str, must_match: Mapping[str, Any], checkpoint_
         _check_checkpoint_dir(ckdir, path, checkpoint_kind=checkpoint_kind or kind, nested=nested)
     if existing:
         recorded = read_record(path).get("checkpoint_dir")
-        legacy = recorded is None and kind != "reproduce"  # a whole-study run keeps no checkpoints itself
+        # A whole-study run and a GAN sweep keep no checkpoints themselves (their runs do).
+        legacy = recorded is None and kind not in ("reproduce", "gan-sweep")
         if legacy and checkpoint_dir is None and not _holds_checkpoints(ckdir):
             raise UserError(f"{path} holds a run of an earlier jaxgan version, which kept its checkpoints "
                             f"apart (by default under checkpoints/ in the folder it ran from): give that "
