@@ -13,8 +13,10 @@ import json
 import os
 import pathlib
 import signal
+import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -24,8 +26,8 @@ from jaxgan.configs.base import from_record
 from jaxgan.configs.classifier import ClassifierConfig
 from jaxgan.configs.gan import KIND, GANConfig
 from jaxgan.data.images import load_images
+from jaxgan.gan import sweep, train_sweep
 from jaxgan.gan import train as gan_train
-from jaxgan.gan import train_sweep
 from jaxgan.gan.steps import checkpoint_tree, init_state
 from jaxgan.runtime import checkpoint
 from jaxgan.scores import make_reference
@@ -157,6 +159,39 @@ def test_a_sweep_stopped_by_sigterm_and_killed_between_saves_resumes_as_if_unbro
     assert (tmp_path / "sweep" / "seed0" / "checkpoints" / checkpoint.DAMAGED_DIR / "16").is_dir()  # kept
     for seed in (0, 1):
         _assert_same_run(tmp_path / "sweep" / f"seed{seed}", unbroken / f"seed{seed}")
+
+
+def test_a_non_finite_metric_in_one_run_stops_the_sweep_naming_it_before_saving(tmp_path, monkeypatch,
+                                                                                   capsys):
+    real = sweep.sweep_epoch_function
+
+    def poisoned(*args, **kwargs):
+        """The real sweep epoch, whose second epoch reports a NaN g_loss for run 1 at its fourth step."""
+        lowered_of = real(*args, **kwargs).lower
+
+        def lower(*example):
+            compiled = lowered_of(*example).compile()
+
+            def call(states, images, noise):
+                states, metrics, grids, grid_steps = compiled(states, images, noise)
+                if int(states.step[0]) == 2 * STEPS:
+                    metrics = {**metrics, "g_loss": metrics["g_loss"].at[1, 3].set(jnp.nan)}
+                return states, metrics, grids, grid_steps
+
+            return types.SimpleNamespace(compile=lambda: call)
+
+        return types.SimpleNamespace(lower=lower)
+
+    monkeypatch.setattr(sweep, "sweep_epoch_function", poisoned)
+    code, _, err = _train_gan([*EPOCHS, "--seeds", "0", "1", "--workdir", str(tmp_path / "sweep")], capsys)
+    seed1 = tmp_path / "sweep" / "seed1"
+    assert code == 2, err
+    assert (f"in the run seed1, g_loss became nan at step {STEPS + 4} (epoch 2), so training stopped "
+            f"without saving; the checkpoint at step {STEPS} in {seed1 / 'checkpoints'} holds the last good "
+            f"state") in err
+    for seed, logged in ((0, 2 * STEPS), (1, STEPS + 3)):  # every finite step, and nothing after the NaN
+        assert _steps_of(tmp_path / "sweep" / f"seed{seed}" / "checkpoints") == [STEPS]
+        assert len(_lines(tmp_path / "sweep" / f"seed{seed}" / "metrics.jsonl")) == logged
 
 
 def _listing(root: pathlib.Path) -> dict[str, float]:
