@@ -65,9 +65,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        help="train one GAN per seed (with --seed's meaning), each in its own sub-folder of "
                             "--workdir (default: one run, --seed)")
     group.add_argument("--sweep-strategy", default="auto", choices=STRATEGIES,
-                       help="how one program trains the runs: map in turn (each bit for bit its separate "
-                            "run), vmap batched (to float rounding; best on GPU/TPU), auto picks map on CPU "
-                            "and vmap on accelerators (default: %(default)s)")
+                       help="how one program trains the runs: map in turn (each with its separate run's "
+                            "arithmetic), vmap batched (to float rounding; best on GPU/TPU), auto picks map "
+                            "on CPU and vmap on accelerators (default: %(default)s)")
     for action in parser._actions:  # the grid's settings keep their one definition; they take lists here
         if action.dest in GRID:
             action.nargs = "+"
@@ -80,7 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, values in args.grid.items():
         setattr(args, name, values[0])
     args.sweep = args.seeds is not None or any(len(values) > 1 for values in args.grid.values())
-    if args.sweep and args.seed is not None:
+    if args.seeds is not None and args.seed is not None:
         parser.error("--seed is one run's seed; a sweep takes its seeds from --seeds")
     if args.sweep and args.checkpoint_dir is not None:
         parser.error("a sweep keeps each run's checkpoints in its own sub-folder of --workdir, so it takes "
