@@ -215,6 +215,13 @@ def test_a_sweep_refuses_a_folder_of_one_gan_run_or_of_another_sweep(unbroken, t
     assert code == 2 and "holds a GAN sweep run, not a GAN one" in err, err
     code, _, err = _train_gan(["--seeds", "0", "--seed", "1"], capsys)
     assert code == 2 and "a sweep takes its seeds from --seeds" in err, err
+    # --restart moves what the folder held aside, whole, and the sweep starts there.
+    held = _names(tmp_path / "one")
+    code, _, err = _train_gan(["--epochs", "1", "--seeds", "0", "--workdir", str(tmp_path / "one"),
+                               "--restart"], capsys)
+    assert code == 0, err
+    (moved,) = tmp_path.glob("one.replaced-*")
+    assert _names(moved) == held and _names(tmp_path / "one") == ["config.json", "seed0", "summary.md"]
 
 
 def test_every_run_is_scored_and_the_summary_gives_fid_and_is_per_setting(tmp_path, capsys):
