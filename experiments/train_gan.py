@@ -38,8 +38,8 @@ from collections.abc import Sequence
 
 from experiments import _cli
 from jaxgan.configs.gan import GANConfig, check_batch
-from jaxgan.gan.sweep import STRATEGIES
 from jaxgan.gan.train_sweep import GRID
+from jaxgan.runtime.parallel import STRATEGIES
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
