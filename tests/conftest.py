@@ -50,7 +50,8 @@ def pytest_configure(config):
 # these go first and the short files fill the gaps at the end, instead of one worker running a
 # long file alone while the other idles (longest-processing-time-first scheduling).
 LONGEST_FIRST = ("test_notebook.py", "test_faults.py", "test_gan.py", "test_palindrome_cli.py",
-                 "test_api_docs.py", "test_device_check.py",
+                 "test_workdir.py", "test_api_docs.py", "test_device_check.py", "test_full_disk.py",
+                 "test_gan_sweep.py", "test_gan_sweep_cli.py",
                  "test_reproduce.py", "test_classifier_scores.py", "test_palindrome_train.py",
                  "test_multihost.py", "test_parallel.py", "test_checkpoint_faults.py",
                  "test_interpolate_cli.py", "test_recurrent.py", "test_legacy_checkpoints.py")
