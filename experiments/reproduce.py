@@ -73,8 +73,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      log=tqdm.write, progress=progress)
     print(f"classifier held-out accuracy: {100 * result['holdout_accuracy']:.2f}%")
     for label, row in result["scores"]["rows"].items():
-        print(f"{label}: IS {score_text(row['inception_score'])} ± {score_text(row['inception_std'])}, "
-              f"FID {score_text(row['fid'])}")
+        if "runs" in row:  # a trained generator: the mean ± std over the GAN's runs
+            print(f"{label}, mean ± std over {row['runs']} runs: IS {score_text(row['inception_score'])} ± "
+                  f"{score_text(row['inception_score_std_over_runs'])}, FID {score_text(row['fid'])} ± "
+                  f"{score_text(row['fid_std'])}")
+        else:
+            print(f"{label}: IS {score_text(row['inception_score'])} ± {score_text(row['inception_std'])}, "
+                  f"FID {score_text(row['fid'])}")
     print(f"Part 1: {result['finding']}")
     print(f"wrote {result['report']} ({sum(result['seconds'].values()):.0f} s in all)")
 

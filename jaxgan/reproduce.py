@@ -30,7 +30,9 @@ from jaxgan.errors import UserError
 from jaxgan.gan import interpolate
 from jaxgan.gan.generate import sample
 from jaxgan.gan.steps import generator_variables, init_state, scored_weights
-from jaxgan.gan.train import train_and_evaluate as train_gan
+from jaxgan.gan.sweep import unstack
+from jaxgan.gan.train_sweep import final_losses, grid_configs
+from jaxgan.gan.train_sweep import train_sweep_and_evaluate as train_sweep
 from jaxgan.models.classifier import predict
 from jaxgan.palindrome import summary
 from jaxgan.palindrome import train as palindrome
@@ -112,60 +114,92 @@ def _gan_config(config: ReproduceConfig, num_images: int, seed: int):
                                checkpoint_every=max(1, epochs // 2))
 
 
-def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference,
+def _gan_stage(images: np.ndarray, config, workdir: str, source: str, reference, seeds: int,
                progress: loop.ProgressFn) -> dict:
-    """Part 2: trains the GAN, a run in ``workdir/gan``, scoring it at each checkpoint; with a grid of
-    real training images (``gan/real.png``) to judge its grids by.
+    """Part 2: trains the GAN over ``seeds`` seeds in one program (``config.seed`` on), a sweep in
+    ``workdir/gan`` with a run folder per seed, scoring every run at each checkpoint; with a grid of real
+    training images (``gan/real.png``) to judge the grids by.
 
-    Returns the final generator's raw and EMA variables (``{"raw": ..., "ema": ...}``, EMA only
-    when it is kept), the step, the last epoch's means, steps/s and the seconds spent scoring.
+    Returns each run's final raw and EMA variables (``{run: {"raw": ..., "ema": ...}}``, EMA only when it
+    is kept), the runs' folders, the step, the runs' mean final losses, steps/s and the seconds spent
+    scoring.
     """
-    result = train_gan(config, os.path.join(workdir, "gan"), data=ImageSet(images=images, labels=None,
-                                                                              source=source),
-                       reference=reference, progress=progress)
-    save_grid(images[:25], os.path.join(workdir, "gan", "real.png"), value_range=PIXELS)  # raw uint8 pixels
-    state = result["state"]
-    generators = {weights: generator_variables(state, weights) for weights in scored_weights(state)}
-    scores_png = os.path.join(workdir, "gan", "scores.png")
-    return {"generators": generators, "step": result["step"], "last_epoch": result["last_epoch"],
-            "steps_per_s": result["steps_per_s"], "score_s": result["score_s"],
-            "scores_figure": scores_png if os.path.exists(scores_png) else None}
+    configs = grid_configs(config, range(config.seed, config.seed + seeds))
+    folder = os.path.join(workdir, "gan")
+    result = train_sweep(configs, folder, data=ImageSet(images=images, labels=None, source=source),
+                         reference=reference, progress=progress)
+    save_grid(images[:25], os.path.join(folder, "real.png"), value_range=PIXELS)  # raw uint8 pixels
+    generators = {}
+    for r, name in enumerate(result["names"]):
+        state = unstack(result["states"], r)
+        generators[name] = {weights: generator_variables(state, weights) for weights in scored_weights(state)}
+    losses = [final_losses(os.path.join(path, "metrics.jsonl")) for path in result["run_dirs"]]
+    return {"generators": generators, "run_dirs": dict(zip(result["names"], result["run_dirs"], strict=True)),
+            "step": result["step"], "steps_per_s": result["steps_per_s"], "score_s": result["score_s"],
+            "losses": {k: float(np.mean([loss[k] for loss in losses])) for k in ("d_loss", "g_loss")}}
 
 
 def _score_stage(classifier: dict, generators: dict, gan_config, score_key: jax.Array) -> dict:
-    """IS and FID of the trained generator (raw and EMA weights, on the same noise), an untrained one
-    and real images, against the classifier's held-out features."""
+    """IS and FID of every run's trained generator (raw and EMA weights, on the same noise), an untrained
+    one and real images, against the classifier's held-out features.
+
+    ``rows`` holds one row per kind of images; a trained generator's row is the mean over the runs, with
+    ``fid_std`` and ``inception_score_std_over_runs`` their spread (std with ddof 1; 0 for one run) and
+    ``runs`` how many. ``per_run`` holds every run's own scores.
+    """
     reference = classifier["reference"]
     n = reference.num_samples
     trained_key, untrained_key = jax.random.split(score_key)
-    candidates = {
-        "real (classifier's training part) vs real held-out": classifier["real_comparison"],
-        "untrained generator": sample(generator_variables(init_state(gan_config)), untrained_key, n),
-    }
-    for weights, variables in generators.items():
-        candidates[_SCORE_ROWS[weights]] = sample(variables, trained_key, n)
-    rows = {}
-    for label, batch in candidates.items():
+
+    def scored(batch) -> dict:
+        """The three scores of one batch of images, None (null) where not finite."""
         scores = jax.device_get(classifier_scores(reference.variables, batch, reference.features))
-        rows[label] = {k: score_value(v) for k, v in scores.items()}  # None (null) when not finite
-    return {"num_samples": n, "rows": rows}
+        return {k: score_value(v) for k, v in scores.items()}
+
+    rows = {"real (classifier's training part) vs real held-out": scored(classifier["real_comparison"]),
+            "untrained generator": scored(sample(generator_variables(init_state(gan_config)), untrained_key,
+                                                 n))}
+    per_run = {name: {weights: scored(sample(variables, trained_key, n))
+                      for weights, variables in runs.items()} for name, runs in generators.items()}
+    for weights, label in _SCORE_ROWS.items():
+        runs = [scores[weights] for scores in per_run.values() if weights in scores]
+        if not runs:
+            continue
+        if any(value is None for run in runs for value in run.values()):
+            rows[label] = {k: None for k in ("inception_score", "inception_std", "fid")}
+            continue
+        spread = (lambda values: float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+        rows[label] = {"inception_score": float(np.mean([r["inception_score"] for r in runs])),
+                       "inception_std": float(np.mean([r["inception_std"] for r in runs])),
+                       "fid": float(np.mean([r["fid"] for r in runs])),
+                       "inception_score_std_over_runs": spread([r["inception_score"] for r in runs]),
+                       "fid_std": spread([r["fid"] for r in runs]), "runs": len(runs)}
+    return {"num_samples": n, "rows": rows, "per_run": per_run}
 
 
-def _interpolation_weights(scores: dict, generators: dict) -> tuple[str, str]:
-    """Which generator draws the interpolation, and why: the one with the lower FID (EMA on a tie)."""
-    if "ema" not in generators:
-        return "raw", "the run kept no EMA"
-    fids = {w: scores["rows"][_SCORE_ROWS[w]]["fid"] for w in ("raw", "ema")}
-    if fids["raw"] is None or fids["ema"] is None:
-        return "ema", "a score was not finite, so the EMA, the default of experiments.interpolate"
-    chosen = "ema" if fids["ema"] <= fids["raw"] else "raw"
-    other = "raw" if chosen == "ema" else "ema"
-    return chosen, (f"its FID is the lower: {fids[chosen]:.2f} against {fids[other]:.2f} for the "
-                    f"{'raw' if other == 'raw' else 'EMA'} weights")
+def _interpolation_weights(scores: dict, generators: dict) -> tuple[str, str, str]:
+    """Which run and weights draw the interpolation, and why: the weights with the lower mean FID (EMA on
+    a tie), and of them the run with the lowest FID."""
+    per_run = scores["per_run"]
+    names = list(generators)
+    if any("ema" not in runs for runs in generators.values()):
+        weights, why = "raw", "the runs kept no EMA"
+    else:
+        fids = {w: scores["rows"][_SCORE_ROWS[w]]["fid"] for w in ("raw", "ema")}
+        if fids["raw"] is None or fids["ema"] is None:
+            best = names[0]
+            return best, "ema", ("a score was not finite, so the EMA (the default of "
+                                 f"experiments.interpolate) of the first run, {best}")
+        weights = "ema" if fids["ema"] <= fids["raw"] else "raw"
+        other = "raw" if weights == "ema" else "ema"
+        why = (f"their mean FID over the runs is the lower: {fids[weights]:.2f} against {fids[other]:.2f} "
+               f"for the {'raw' if other == 'raw' else 'EMA'} weights")
+    best = min(names, key=lambda name: per_run[name][weights]["fid"])
+    return best, weights, f"{why}; {best} is the run of lowest FID ({per_run[best][weights]['fid']:.2f})"
 
 
 def _interpolation_stage(classifier: dict, gen_variables: dict, config: ReproduceConfig, workdir: str,
-                         pair_key: jax.Array, step: int, weights: str) -> dict:
+                         pair_key: jax.Array, step: int, weights: str, run_dir: str) -> dict:
     """Classifier-checked interpolation rows (random ones, said so, if none are found); figure + JSON."""
     variables = classifier["variables"]
 
@@ -189,7 +223,7 @@ def _interpolation_stage(classifier: dict, gen_variables: dict, config: Reproduc
     checked = "classifier-checked" if rows["checked"] else "random"
     title = f"{settings.mode} interpolation, {checked} pairs, generator ({weights} weights) at step {step}"
     rows_figure(rows["images"], rows["probs"], path, title=title)
-    record = interpolate.rows_json(rows, checkpoint_dir=os.path.join(workdir, "gan", "checkpoints"),
+    record = interpolate.rows_json(rows, checkpoint_dir=os.path.join(run_dir, "checkpoints"),
                                      checkpoint_step=step, weights=weights, note=note)
     if not rows["checked"]:
         record["classes"] = rows["probs"].argmax(-1).tolist()
@@ -265,7 +299,7 @@ def reproduce(config: ReproduceConfig = STUDY, *, workdir: str = "runs/reproduce
         gan_images = np.delete(images, classifier["reference_idx"], axis=0)  # the FID reference stays unseen
         gan_config = _gan_config(config, len(gan_images), seed)
         gan = timed("GAN", lambda: _gan_stage(gan_images, gan_config, workdir, source,
-                                              classifier["reference"], progress))
+                                              classifier["reference"], config.gan_seeds, progress))
         return _score_and_report(config, workdir=workdir, source=source, num_images=len(images), seed=seed,
                                  part1=part1, classifier=classifier, gan_config=gan_config, gan=gan,
                                  score_key=score_key, pair_key=pair_key, timed=timed, seconds=seconds)
@@ -277,10 +311,11 @@ def _score_and_report(config: ReproduceConfig, *, workdir: str, source: str, num
     """The stages after training: the final scores, the interpolation, and REPORT.md."""
     scores = timed("scores", lambda: _score_stage(classifier, gan["generators"], gan_config, score_key))
     files.write_json(os.path.join(workdir, "scores.json"), scores)
-    weights, why = _interpolation_weights(scores, gan["generators"])
+    run, weights, why = _interpolation_weights(scores, gan["generators"])
     interp = timed("interpolation", lambda: _interpolation_stage(
-        classifier, gan["generators"][weights], config, workdir, pair_key, gan["step"], weights))
-    interp["why"] = why
+        classifier, gan["generators"][run][weights], config, workdir, pair_key, gan["step"], weights,
+        gan["run_dirs"][run]))
+    interp["why"], interp["run"] = why, run
     report = _markdown(config, workdir=workdir, source=source, num_images=num_images, seed=seed,
                        part1=part1, classifier=classifier, gan_config=gan_config, gan=gan, scores=scores,
                        interp=interp, seconds=seconds)
@@ -329,46 +364,65 @@ def _markdown(config: ReproduceConfig, *, workdir: str, source: str, num_images:
               "It judges the GAN's samples below. Metrics per epoch: "
               "[classifier/metrics.jsonl](classifier/metrics.jsonl).", ""]
 
-    last = gan["last_epoch"]
-    speed = f", {gan['steps_per_s']:.0f} steps/s" if gan["steps_per_s"] else ""
+    runs = list(gan["generators"])
+    best = interp["run"]
+    shown = os.path.relpath(gan["run_dirs"][best], workdir).replace(os.sep, "/")
+    speed = (f", {gan['steps_per_s']:.0f} steps/s of all {len(runs)} runs together" if gan["steps_per_s"]
+             else "")
+    losses = gan["losses"]
     lines += ["## Part 2: GAN training", "",
-              f"{gan_config.epochs} epoch(s), {gan['step']} steps of batch {gan_config.batch_size} on "
-              f"{num_images - scores['num_samples']} images (all but the {scores['num_samples']} kept for "
-              f"the scores), Adam lr {gan_config.learning_rate} (b1 {gan_config.b1}), generator layers "
-              f"{list(gan_config.gen_features)}, EMA of the generator's weights with decay "
-              f"{gan_config.ema_decay} (warmed up: min(decay, n / (n + 9)) at step n){speed}. "
-              + (f"Last epoch means: D loss {last['d_loss']:.3f}, G loss {last['g_loss']:.3f}, "
-                 f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f}." if last else ""), "",
-              "Samples of one fixed noise tensor at the start, middle and end of training, and real "
-              "training images to judge them by:", "",
-              "![GAN progress](gan/progress.png) ![real training images](gan/real.png)", "",
-              "![GAN losses](gan/losses.png)", ""]
+              f"{len(runs)} GANs, seeds {gan_config.seed} to {gan_config.seed + len(runs) - 1}, trained in "
+              f"one program (one folder each in `gan/`): {gan_config.epochs} epoch(s), {gan['step']} steps "
+              f"of batch {gan_config.batch_size} on {num_images - scores['num_samples']} images (all but the "
+              f"{scores['num_samples']} kept for the scores), Adam lr {gan_config.learning_rate} (b1 "
+              f"{gan_config.b1}), generator layers {list(gan_config.gen_features)}, EMA of the generator's "
+              f"weights with decay {gan_config.ema_decay} (warmed up: min(decay, n / (n + 9)) at step n)"
+              f"{speed}. Final epoch's losses, mean over the runs: D {losses['d_loss']:.3f}, G "
+              f"{losses['g_loss']:.3f}. Per-run table: [gan/summary.md](gan/summary.md).", "",
+              f"Samples of one fixed noise tensor at the start, middle and end of training of the run the "
+              f"interpolation below draws from ({best}), and real training images to judge them by:", "",
+              f"![GAN progress]({shown}/progress.png) ![real training images](gan/real.png)", "",
+              f"![GAN losses]({shown}/losses.png)", ""]
 
     n = scores["num_samples"]
     splits = splits_for(n)
     lines += ["## Quality scores", "",
               f"From the project's classifier: the Inception Score ({splits} split(s) of {n // splits} "
-              f"images; mean ± std over the splits) and the Fréchet distance of its penultimate features, "
-              f"{n} images each, against the reference set: {classifier['reference'].source}. Higher IS "
-              f"and lower FID are better; the first row is what real images score.", "",
+              f"images) and the Fréchet distance of its penultimate features, {n} images each, against the "
+              f"reference set: {classifier['reference'].source}. Higher IS and lower FID are better; the "
+              f"first row is what real images score. A trained generator's row is the mean ± std over the "
+              f"{len(runs)} runs (std with ddof 1): GAN scores vary widely between seeds.", "",
               "| images | Inception Score | FID |", "|---|---|---|"]
     for label, row in scores["rows"].items():
-        score, spread, fid = (score_text(row[k]) for k in ("inception_score", "inception_std", "fid"))
-        lines.append(f"| {label} | {score} ± {spread} | {fid} |")
+        if "runs" in row:
+            spread = score_text(row["inception_score_std_over_runs"])
+            score = f"{score_text(row['inception_score'])} ± {spread}"
+            fid = f"{score_text(row['fid'])} ± {score_text(row['fid_std'])}"
+            lines.append(f"| {label}, mean ± std over {row['runs']} runs | {score} | {fid} |")
+        else:
+            score, spread, fid = (score_text(row[k]) for k in ("inception_score", "inception_std", "fid"))
+            lines.append(f"| {label} | {score} ± {spread} (over splits) | {fid} |")
+    lines += ["", "Every run's own scores (the same noise for all):", "", "| run | weights | IS | FID |",
+              "|---|---|---|---|"]
+    for name, per_weights in scores["per_run"].items():
+        for weights, row in per_weights.items():
+            lines.append(f"| {name} | {weights} | {score_text(row['inception_score'])} | "
+                         f"{score_text(row['fid'])} |")
     lines += ["", "Per-row numbers: [scores.json](scores.json). The raw weights are the generator as "
               "trained; the EMA weights are the exponential moving average of them kept during training "
-              "(with its own BatchNorm statistics). Both are sampled from the same noise.", ""]
-    if gan["scores_figure"]:
-        lines += [f"The same scores at every checkpoint during training, on {n} samples "
-                  f"of one fixed noise tensor ({gan['score_s']:.1f} s of scoring in this run; "
-                  "[gan/scores.jsonl](gan/scores.jsonl)):", "",
-                  f"![Scores over training]({_link(workdir, gan['scores_figure'])})", ""]
+              "(with its own BatchNorm statistics).", ""]
+    figure = os.path.join(gan["run_dirs"][best], "scores.png")
+    if os.path.exists(figure):
+        lines += [f"The same scores at every checkpoint during training of {best}, on {n} samples of one "
+                  f"fixed noise tensor ({gan['score_s']:.1f} s of scoring all runs in this call; "
+                  f"[{shown}/scores.jsonl]({shown}/scores.jsonl)):", "",
+                  f"![Scores over training]({_link(workdir, figure)})", ""]
 
     how = (f"pairs whose two ends the classifier calls different classes, each with confidence "
            f">= {s.threshold}" if interp["checked"] else "random pairs")
     lines += ["## Interpolation", "",
-              f"{s.pairs} rows of {s.steps + 2} images ({s.mode}) from the generator's {interp['weights']} "
-              f"weights, chosen because {interp['why']}: {how}; each image is titled with the "
+              f"{s.pairs} rows of {s.steps + 2} images ({s.mode}) from the {interp['weights']} weights of "
+              f"{interp['run']}, chosen because {interp['why']}: {how}; each image is titled with the "
               "classifier's class and confidence. Latents: [interpolation.json](interpolation.json).", ""]
     if interp["note"]:
         lines += [interp["note"], ""]

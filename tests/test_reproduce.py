@@ -123,12 +123,14 @@ def test_report_has_every_section_and_every_linked_file_exists(workdir):
     assert "**Image source:** digits (scikit-learn" in report
     links = re.findall(r"\]\(([^)]+)\)", report)
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert {"gan/progress.png", "gan/losses.png", "gan/scores.png", "interpolation.png",
-            "palindrome/final_accuracy.png", "palindrome/curves_T3_scalar.png",
+    run = json.loads((workdir / "interpolation.json").read_text())["checkpoint_dir"].split("/")[-2]
+    assert run in ("seed0", "seed1")  # the GAN's runs: one folder per seed, the figures of the drawn one
+    assert {f"gan/{run}/progress.png", f"gan/{run}/losses.png", f"gan/{run}/scores.png", "gan/real.png",
+            "interpolation.png", "palindrome/final_accuracy.png", "palindrome/curves_T3_scalar.png",
             "palindrome/curves_T4_scalar.png"} <= set(figures)
     # The score curve sits in the quality-scores section.
     quality = report[report.index("## Quality scores"):report.index("## Interpolation")]
-    assert "![Scores over training](gan/scores.png)" in quality
+    assert f"![Scores over training](gan/{run}/scores.png)" in quality
     for link in links:
         assert (workdir / link).is_file(), link
 
@@ -148,7 +150,8 @@ def test_the_real_images_are_drawn_as_they_are(workdir):
 
 
 def test_report_tables_hold_both_models_all_scores_and_stage_times(workdir):
-    """RNN and LSTM rows per length, four finite score rows (raw and EMA generators), one time per stage."""
+    """RNN and LSTM rows per length, four finite score rows (raw and EMA generators, each the mean ± std
+    over the GAN's two runs, which the per-run scores confirm), one time per stage."""
     report = (workdir / "REPORT.md").read_text()
     assert re.search(r"\| rnn \| scalar \| [01]\.\d+ \| [01]\.\d+ \|", report)  # one seed: no ±
     assert re.search(r"\| lstm \| scalar \| [01]\.\d+ \| [01]\.\d+ \|", report)
@@ -160,22 +163,37 @@ def test_report_tables_hold_both_models_all_scores_and_stage_times(workdir):
     for label, row in scores["rows"].items():
         assert all(math.isfinite(v) for v in row.values())
         assert 1.0 - 1e-4 <= row["inception_score"] <= 10.0 and row["fid"] >= 0.0
-        assert re.search(rf"\| {re.escape(label)} \| \d+\.\d\d ± \d+\.\d\d \| \d+\.\d\d \|", report), label
+        shown = re.escape(label) + (r", mean ± std over 2 runs" if "runs" in row else "")
+        assert re.search(rf"\| {shown} \| \d+\.\d\d ± \d+\.\d\d.* \| \d+\.\d\d", report), label
+    # Each trained row is the mean and spread of the two runs' own scores.
+    per_run = scores["per_run"]
+    assert sorted(per_run) == ["seed0", "seed1"]
+    for weights, label in (("raw", "raw weights"), ("ema", "EMA weights")):
+        row = scores["rows"][f"trained generator (final, {label})"]
+        fids = [per_run[run][weights]["fid"] for run in ("seed0", "seed1")]
+        assert row["runs"] == 2 and row["fid"] == pytest.approx(np.mean(fids))
+        assert row["fid_std"] == pytest.approx(np.std(fids, ddof=1))
     # The raw and EMA generators are different networks, so their scores differ.
     raw, ema = (scores["rows"][f"trained generator (final, {w} weights)"] for w in ("raw", "EMA"))
     assert raw != ema
-    # Scores during training: the one-epoch GAN checkpoints once, so one line, at its last step,
+    # Scores during training: the one-epoch GAN checkpoints once, so one line per run, at its last step,
     # with finite raw and EMA scores of as many samples as the final table uses.
-    lines = [json.loads(line) for line in (workdir / "gan" / "scores.jsonl").read_text().splitlines()]
-    # The GAN trains on the 320 images less the 64 the scores compare with: 4 steps of 64.
-    assert len(lines) == 1 and lines[0]["step"] == 4 and lines[0]["num_samples"] == 64
+    for run in ("seed0", "seed1"):
+        text = (workdir / "gan" / run / "scores.jsonl").read_text()
+        lines = [json.loads(line) for line in text.splitlines()]
+        # The GAN trains on the 320 images less the 64 the scores compare with: 4 steps of 64.
+        assert len(lines) == 1 and lines[0]["step"] == 4 and lines[0]["num_samples"] == 64
+        for name in ("inception_score", "inception_std", "fid"):
+            assert math.isfinite(lines[0][f"{name}_raw"]) and math.isfinite(lines[0][f"{name}_ema"])
     assert json.loads((workdir / "gan" / "config.json").read_text())["num_images"] == 256
-    for name in ("inception_score", "inception_std", "fid"):
-        assert math.isfinite(lines[0][f"{name}_raw"]) and math.isfinite(lines[0][f"{name}_ema"])
-    # The interpolation uses the weights of the lower FID, and the report says which and why.
+    # The interpolation uses the weights of the lower mean FID, from the run of lowest FID with them.
     better = "ema" if ema["fid"] <= raw["fid"] else "raw"
-    assert json.loads((workdir / "interpolation.json").read_text())["weights"] == better
-    assert f"from the generator's {better} weights, chosen because its FID is the lower" in report
+    best = min(per_run, key=lambda run: per_run[run][better]["fid"])
+    interpolation = json.loads((workdir / "interpolation.json").read_text())
+    assert interpolation["weights"] == better
+    assert interpolation["checkpoint_dir"].endswith(f"gan/{best}/checkpoints")
+    assert (f"from the {better} weights of {best}, chosen because their mean FID over the runs is the "
+            f"lower") in report
     for stage in STAGES:
         assert re.search(rf"\| {re.escape(stage)} \| \d+\.\d \|", report), stage
     interpolation = json.loads((workdir / "interpolation.json").read_text())
@@ -190,9 +208,10 @@ def test_each_stage_is_a_run_folder_inside_the_workdir(workdir):
     assert stages == {"classifier", "gan", "palindrome"}
     assert json.loads((workdir / "config.json").read_text()) == {
         "preset": "tiny", "dataset": "digits", "split": "train", "seed": 0, "kind": "reproduce"}
-    for stage in stages:
+    for stage in ("palindrome", "classifier", "gan/seed0", "gan/seed1"):  # the GAN's: a run folder per seed
         record = json.loads((workdir / stage / "config.json").read_text())
         assert record["checkpoint_dir"] == "checkpoints" and (workdir / stage / "checkpoints").is_dir()
+    assert json.loads((workdir / "gan" / "config.json").read_text())["runs"] == ["seed0", "seed1"]
 
 
 def test_a_bad_dataset_is_one_sentence_before_anything_runs(tmp_path, capsys):

@@ -201,7 +201,7 @@ def summary_text(configs: Sequence[GANConfig], names: Sequence[str], scores: Seq
     return text, rows
 
 
-def _final_losses(metrics_path: str) -> dict:
+def final_losses(metrics_path: str) -> dict:
     """The last epoch's mean d_loss and g_loss in a metrics.jsonl (NaN when it holds none)."""
     records = files.read_jsonl(metrics_path) if os.path.exists(metrics_path) else []
     if not records:
@@ -418,7 +418,7 @@ def train_sweep_and_evaluate(configs: Sequence[GANConfig], workdir: str, *, data
             last_scores = [(files.read_jsonl(p) or [None])[-1] if os.path.exists(p) else None
                            for p in scores_paths]
         text, rows = summary_text(configs, names, last_scores or [None] * count,
-                                  [_final_losses(p) for p in metrics_paths])
+                                  [final_losses(p) for p in metrics_paths])
         if writer:
             files.write_text(top.file(SUMMARY), text)
     trained = final_step - start_step
