@@ -137,6 +137,18 @@ def _draw_grid(gen, noise: jax.Array, mode: str) -> jax.Array:
     return generate(gen, noise, mode)
 
 
+def cut_back(samples_dir: str, metrics_path: str, scores_path: str, start_step: int) -> None:
+    """A run folder made ready to go on from ``start_step``: what it holds beyond that step belongs to
+    the run's own steps that are now redone, so the logs are cut there and later grids removed (they
+    are drawn again)."""
+    files.make_dir(samples_dir)
+    files.truncate_jsonl(metrics_path, "step", start_step)
+    files.truncate_jsonl(scores_path, "step", start_step)
+    for step, path in plots.grid_files(samples_dir):
+        if step > start_step:
+            os.remove(path)
+
+
 def _write_epoch(metrics: dict, grids: np.ndarray, grid_steps: np.ndarray, *, first_step: int, epoch: int,
                  metrics_path: str, samples_dir: str) -> None:
     """Appends the epoch's step records to ``metrics_path`` and saves its grids into ``samples_dir``, up
@@ -238,15 +250,8 @@ def train_and_evaluate(config: GANConfig, workdir: str, *, data: ImageSet, check
         scores_path = folder.file("scores.jsonl")
         state = from_checkpoint(run.state, config) if run.resumed else init_state(config)
         start_step = int(state.step)
-        # What the folder holds beyond the starting point belongs to this run's own steps that are
-        # now redone: the logs are cut there and later grids are drawn again.
         if run.writer:
-            os.makedirs(samples_dir, exist_ok=True)
-            files.truncate_jsonl(metrics_path, "step", start_step)
-            files.truncate_jsonl(scores_path, "step", start_step)
-            for step, path in plots.grid_files(samples_dir):
-                if step > start_step:
-                    os.remove(path)
+            cut_back(samples_dir, metrics_path, scores_path, start_step)
 
         noise = grid_noise(state, config.latent_dim)
         if mesh is None:

@@ -293,14 +293,8 @@ def train_sweep_and_evaluate(configs: Sequence[GANConfig], workdir: str, *, data
         metrics_paths = [f.file("metrics.jsonl") for f in folders]
         scores_paths = [f.file("scores.jsonl") for f in folders]
         if writer:  # as one run does: what lies beyond the starting step is redone
-            for samples_dir, metrics_path, scores_path in zip(samples, metrics_paths, scores_paths,
-                                                              strict=True):
-                os.makedirs(samples_dir, exist_ok=True)
-                files.truncate_jsonl(metrics_path, "step", start_step)
-                files.truncate_jsonl(scores_path, "step", start_step)
-                for step, path in plots.grid_files(samples_dir):
-                    if step > start_step:
-                        os.remove(path)
+            for paths in zip(samples, metrics_paths, scores_paths, strict=True):
+                one.cut_back(*paths, start_step)
         states = sweep.stack([from_checkpoint(run.state, c) if run.resumed else init_state(c)
                               for run, c in zip(runs, configs, strict=True)])
         noise = sweep.sweep_grid_noise(states, first.latent_dim)
