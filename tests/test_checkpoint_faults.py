@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from script_runs import run_script
 
 from experiments import _cli, train_gan
 from jaxgan.configs.base import from_record
@@ -323,15 +324,9 @@ def _gan_run(tmp_path, flags, capsys) -> tuple[int, str, str]:
     data = tmp_path / "data"
     if not data.exists():
         _write_idx(data, 32)
-    code = 0
-    try:
-        _cli.run(train_gan.main, ["--dataset", f"idx:{data}", "--batch-size", "16", "--sample-every", "8",
-                                  "--checkpoint-every", "1", "--workdir", str(tmp_path / "run"),
-                                  "--checkpoint-dir", str(tmp_path / "ck"), *flags])
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_script(train_gan.main, ["--dataset", f"idx:{data}", "--batch-size", "16", "--sample-every",
+                                       "8", "--checkpoint-every", "1", "--workdir", str(tmp_path / "run"),
+                                       "--checkpoint-dir", str(tmp_path / "ck"), *flags], capsys)
 
 
 def _steps_of(directory: pathlib.Path) -> list[int]:

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from script_runs import run_script
 
 from experiments import _cli, train_gan
 from jaxgan.classifier import steps as clf
@@ -41,13 +42,7 @@ STEPS = 8  # per epoch
 
 def _train_gan(argv, capsys) -> tuple[int, str, str]:
     """One in-process ``train_gan`` run; (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        _cli.run(train_gan.main, [*TINY, *argv])
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_script(train_gan.main, [*TINY, *argv], capsys)
 
 
 def _steps_of(directory: pathlib.Path) -> list[int]:

@@ -10,6 +10,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from script_runs import run_script
 
 from experiments import _cli
 from experiments import palindrome as script
@@ -113,14 +114,8 @@ RESUME_FLAGS = ["--models", "rnn", "--lengths", "3", "6", "--seeds", "2", "--epo
 
 def _run(tmp_path, name, flags, capsys):
     """One in-process CLI run into tmp_path/name/{w,c}; returns (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        _cli.run(script.main, [*flags, "--workdir", str(tmp_path / name / "w"),
-                               "--checkpoint-dir", str(tmp_path / name / "c")])
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_script(script.main, [*flags, "--workdir", str(tmp_path / name / "w"),
+                                    "--checkpoint-dir", str(tmp_path / name / "c")], capsys)
 
 
 def _sigterm_after_chunks(monkeypatch, when: set[tuple[str, int]]):

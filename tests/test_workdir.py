@@ -9,9 +9,7 @@ byte of the folders it was pointed at as it was.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import pathlib
@@ -19,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+from script_runs import run_script
 
 from experiments import _cli, interpolate, palindrome, sample, train_classifier, train_gan
 from jaxgan.errors import UserError
@@ -31,16 +30,7 @@ STUDY = ["--lengths", "3", "--seeds", "1", "--epochs", "2", "--hidden", "8", "--
 CLASSIFIER = ["--dataset", "digits", "--epochs", "1"]
 
 
-def _cli_run(main, argv: list[str]) -> tuple[int, str, str]:
-    """``main`` as a script with ``argv``: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            _cli.run(main, argv)
-        except SystemExit as stop:
-            code = stop.code
-    return code, out.getvalue(), err.getvalue()
+_cli_run = run_script  # (exit status, stdout, stderr) of a script run in this process
 
 
 def _ran(main, argv: list[str]) -> str:
