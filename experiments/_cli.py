@@ -310,31 +310,12 @@ def load_image_flags(args: argparse.Namespace):
     return image_set
 
 
-def writable_dir(path: str) -> str:
-    """Raises UserError saying why directory ``path`` could not be made or written; creates nothing.
-
-    A script checks its output folders before any work and makes them only when it first writes,
-    so a run refused on bad input leaves no empty folder behind.
-    """
-    target = os.path.abspath(path)
-    existing = target
-    while existing != os.path.dirname(existing) and not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):  # a file where a folder would have to be
-        if existing == target:
-            raise UserError(f"{path} is a file, not a directory")
-        raise UserError(f"cannot create directory {path}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        if existing == target:
-            raise UserError(f"directory {path} is not writable")
-        raise UserError(f"cannot create directory {path}: {existing} is not writable")
-    return path
-
-
 def output_files(outputs: Sequence[tuple[str, str]]) -> None:
     """Checks files a script will write, before any work: ``outputs`` is (what, path) pairs, ``what``
     naming the path in messages (``--out``). Raises one UserError when a path is a folder, two
     outputs are one file, or a parent folder cannot be made or written; creates nothing."""
+    from jaxgan.runtime.workdir import checkable_parent  # Orbax with it: not for --help's sake
+
     seen: dict[str, str] = {}
     for what, path in outputs:
         if os.path.isdir(path):
@@ -343,7 +324,7 @@ def output_files(outputs: Sequence[tuple[str, str]]) -> None:
         if real in seen:
             raise UserError(f"{seen[real]} and {what} both name {path}; give each output a file of its own")
         seen[real] = what
-        writable_dir(os.path.dirname(os.path.abspath(path)))
+        checkable_parent(os.path.dirname(os.path.abspath(path)), "folder")
 
 
 def add_distributed_flags(parser: argparse.ArgumentParser) -> None:

@@ -159,9 +159,7 @@ def inspect(path: str, *, kind: str, must_match: Mapping[str, Any], names: Mappi
             restart: bool = False) -> bool:
     """Whether ``path`` holds this run already (True), or is empty or missing (False); otherwise one
     UserError saying what it holds instead. ``restart`` lets any jaxgan run folder through (it will be
-    moved aside), never a folder of other files."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise UserError(f"the run folder {path} is a file, not a folder; choose another --workdir")
+    moved aside), never a folder of other files. (``check`` has refused a ``path`` that is a file.)"""
     held = _entries(path)
     if not held:
         return False
@@ -257,14 +255,19 @@ def _checkpoint_dir_of(workdir: str, given: str | None) -> str:
 
 
 def checkable_parent(path: str, what: str) -> None:
-    """Raises UserError unless ``path`` could be made as a folder here (its nearest existing ancestor
-    is a writable folder); creates nothing."""
-    existing = path
+    """Raises UserError unless folder ``path`` is writable, or could be made here (its nearest existing
+    ancestor is a writable folder); creates nothing. ``what`` names the folder in messages."""
+    target = os.path.abspath(path)
+    existing = target
     while existing != os.path.dirname(existing) and not os.path.lexists(existing):
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
+    if not os.path.isdir(existing):  # a file where a folder would have to be
+        if existing == target:
+            raise UserError(f"the {what} {path} is a file, not a directory")
         raise UserError(f"cannot create the {what} {path}: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == target:
+            raise UserError(f"the {what} {path} is not writable")
         raise UserError(f"cannot create the {what} {path}: {existing} is not writable")
 
 
