@@ -354,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = dataclasses.replace(config, repeats=args.repeats)
     if args.strategies is not None:
         config = dataclasses.replace(config, strategies=tuple(args.strategies))
-    _cli.writable_dir(os.path.dirname(os.path.abspath(args.out)))
+    _cli.output_files([("--out", args.out)])  # before any measuring
     print(_cli.describe_devices())
     log = lambda line: print(f"  measuring {line}", flush=True)
     result = run(config, log=log)
