@@ -10,6 +10,7 @@ errors into one line and an exit status: bad input 2, SIGINT 130, SIGTERM 143.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -438,6 +439,15 @@ def _script_output() -> Iterator[None]:
         absl.setLevel(level)
 
 
+def _quiet_abandoned_writes() -> None:
+    """At a command's exit: the writes a failed Orbax save abandoned are finalised as the interpreter
+    ends, each logged by asyncio as "Task exception was never retrieved" with a traceback after the
+    run's one sentence; that sentence said it all, so they are dropped (only if checkpoints were used)."""
+    checkpoint = sys.modules.get("jaxgan.runtime.checkpoint")
+    if checkpoint is not None:
+        logging.getLogger("asyncio").addFilter(checkpoint.drop_unretrieved)
+
+
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
     """Runs ``main``; bad input ends in one sentence on stderr and exit 2 (``--debug`` re-raises),
     a run stopped by SIGINT or SIGTERM (after its checkpoint) in one line and exit 128 + signal.
@@ -450,6 +460,7 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
         use_every_core()
         if "--no-compile-cache" not in sys.argv[1:]:
             use_compilation_cache()
+        atexit.register(_quiet_abandoned_writes)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]

@@ -185,7 +185,7 @@ def confirm_saved(manager: ocp.CheckpointManager, step: int, *, unit: str = "ste
     """
     directory = str(manager.directory)
     try:
-        with quiet_failed_saves():
+        with quiet_failed_saves(), _counting_failures():  # its abandoned writes are collected quietly
             manager.wait_until_finished()
     except Exception as err:  # Orbax re-raises its background thread's error, of any type
         raise SaveFailed(f"the checkpoint at {unit} {step} in {directory} could not be written "
@@ -317,17 +317,20 @@ def restore(manager: ocp.CheckpointManager, abstract_state: Any, *, kind: str,
     return restored["state"], config
 
 
-_failed_restores = 0  # Orbax restores that raised in this process; quiet_failed_restores collects after one
+# Orbax restores and background saves that failed in this process; quiet_failed_restores collects the
+# work they abandoned after one.
+_failed_operations = 0
 
 
 @contextlib.contextmanager
 def _counting_failures() -> Iterator[None]:
-    """Counts a restore that raises in ``_failed_restores``."""
-    global _failed_restores
+    """Counts an Orbax operation that raises (a restore, or waiting for a failed save) in
+    ``_failed_operations``."""
+    global _failed_operations
     try:
         yield
     except BaseException:
-        _failed_restores += 1
+        _failed_operations += 1
         raise
 
 
@@ -340,13 +343,14 @@ def quiet_failed_restores() -> Iterator[None]:
     ``sys.unraisablehook``, and the failed reads nobody awaited any more are logged by the
     ``asyncio`` logger ("Task exception was never retrieved"): a traceback per array after
     our one-line warning. Other unraisable exceptions and asyncio messages still get through.
-    The block covers the restore and Python's collection of what it left (``gc.collect``, run only
-    when a restore failed inside the block: a full collection in a large process takes a good part
-    of a second, and a restore that succeeded leaves nothing behind). Blocks nest: each adds and
+    A save that fails in Orbax's background thread leaves such writes too. The block covers the
+    restore and Python's collection of what it left (``gc.collect``, run only when a restore or a
+    save failed inside the block: a full collection in a large process takes a good part of a second,
+    and one that succeeded leaves nothing behind). Blocks nest: each adds and
     removes its own filter, so an inner block (one restore) leaves the outer one's (a whole run's)
     in place for reads that are only finalised later.
     """
-    previous, failures = sys.unraisablehook, _failed_restores
+    previous, failures = sys.unraisablehook, _failed_operations
 
     def hook(unraisable):
         """Passes everything on except a RuntimeError about a closed event loop."""
@@ -356,8 +360,8 @@ def quiet_failed_restores() -> Iterator[None]:
         previous(unraisable)
 
     def drop(record: logging.LogRecord) -> bool:
-        """This block's own filter (``_drop_unretrieved``)."""
-        return _drop_unretrieved(record)
+        """This block's own filter (``drop_unretrieved``)."""
+        return drop_unretrieved(record)
 
     logger = logging.getLogger("asyncio")
     sys.unraisablehook = hook
@@ -365,13 +369,13 @@ def quiet_failed_restores() -> Iterator[None]:
     try:
         yield
     finally:
-        if _failed_restores != failures:
+        if _failed_operations != failures:
             gc.collect()  # the abandoned reads are finalised here, while the filters still hold
         logger.removeFilter(drop)
         sys.unraisablehook = previous
 
 
-def _drop_unretrieved(record: logging.LogRecord) -> bool:
+def drop_unretrieved(record: logging.LogRecord) -> bool:
     """A logging filter: False for asyncio's "... exception was never retrieved" records."""
     return not str(record.msg).split("\n", 1)[0].endswith("exception was never retrieved")
 
